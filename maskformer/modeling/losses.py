@@ -1,0 +1,100 @@
+"""Mask losses in two forms: elementwise (for the loss) and pairwise (for the matching cost).
+
+The pairwise form of a loss, evaluated at a matched (prediction, target) pair, equals the
+elementwise form of that pair; tests pin this. Shapes: M masks, P pixels (or points) per mask,
+Q predictions, T targets. Inputs are logits; targets are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "dice_loss",
+    "pairwise_dice_loss",
+    "pairwise_sigmoid_focal_loss",
+    "sigmoid_focal_loss",
+]
+
+
+def sigmoid_focal_loss(
+    inputs: Tensor, targets: Tensor, num_masks: float, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal loss of Lin et al. (RetinaNet), averaged over pixels, summed over masks.
+
+    Args:
+        inputs: (M, P) logits.
+        targets: (M, P) binary targets.
+        num_masks: normaliser of the sum over masks.
+        alpha: weight of positives (1 - alpha for negatives); < 0 disables it.
+        gamma: focusing exponent on (1 - p_t).
+    Returns:
+        scalar: sum_m mean_p loss[m, p] / num_masks.
+    """
+    prob = inputs.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
+
+
+def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
+    """Dice loss `1 - (2|p t| + 1) / (|p| + |t| + 1)` with p = sigmoid(inputs), summed over masks.
+
+    Args:
+        inputs: (M, P) logits.
+        targets: (M, P) binary targets.
+        num_masks: normaliser of the sum over masks.
+    Returns:
+        scalar.
+    """
+    prob = inputs.sigmoid()
+    numerator = 2 * (prob * targets).sum(-1)
+    denominator = prob.sum(-1) + targets.sum(-1)
+    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
+
+
+def pairwise_sigmoid_focal_loss(
+    inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal loss of every prediction against every target, averaged over pixels.
+
+    Splitting the loss into a part paid where the target is 1 and a part paid where it is 0
+    turns the Q x T evaluation into two matrix products instead of a (Q, T, P) tensor.
+
+    Args:
+        inputs: (Q, P) logits.
+        targets: (T, P) binary targets.
+    Returns:
+        (Q, T) cost; entry (q, t) equals `sigmoid_focal_loss(inputs[q:q+1], targets[t:t+1], 1)`.
+    """
+    num_pixels = inputs.shape[1]
+    prob = inputs.sigmoid()
+    # -log(p) and -log(1 - p), computed stably from the logits.
+    neg_log_p = F.softplus(-inputs)
+    neg_log_1mp = F.softplus(inputs)
+    focal_pos = (1 - prob) ** gamma * neg_log_p
+    focal_neg = prob**gamma * neg_log_1mp
+    if alpha >= 0:
+        focal_pos = focal_pos * alpha
+        focal_neg = focal_neg * (1 - alpha)
+    loss = focal_pos @ targets.T + focal_neg @ (1 - targets).T
+    return loss / num_pixels
+
+
+def pairwise_dice_loss(inputs: Tensor, targets: Tensor) -> Tensor:
+    """Dice loss of every prediction against every target.
+
+    Args:
+        inputs: (Q, P) logits.
+        targets: (T, P) binary targets.
+    Returns:
+        (Q, T) cost; entry (q, t) equals `dice_loss(inputs[q:q+1], targets[t:t+1], 1)`.
+    """
+    prob = inputs.sigmoid()
+    numerator = 2 * prob @ targets.T
+    denominator = prob.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)

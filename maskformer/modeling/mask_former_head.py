@@ -1,0 +1,68 @@
+"""MaskFormerHead: pixel decoder + transformer predictor, a Detectron2 sem-seg head."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+from torch import Tensor, nn
+
+from .pixel_decoder import build_pixel_decoder
+from .transformer_predictor import TransformerPredictor
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class MaskFormerHead(nn.Module):
+    @configurable
+    def __init__(
+        self,
+        *,
+        pixel_decoder: nn.Module,
+        predictor: nn.Module,
+        transformer_in_feature: str,
+    ):
+        """
+        Args:
+            pixel_decoder: maps backbone features to (mask_features, extra named features).
+            predictor: maps (attended feature, mask_features) to class and mask predictions.
+            transformer_in_feature: name of the feature the predictor attends to, looked up among
+                the backbone features and the pixel decoder's extra features.
+        """
+        super().__init__()
+        self.pixel_decoder = pixel_decoder
+        self.predictor = predictor
+        self.transformer_in_feature = transformer_in_feature
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        in_feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
+        if in_feature == "transformer_encoder":
+            # Produced by TransformerEncoderPixelDecoder at the decoder's width.
+            in_channels = cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM
+        elif in_feature in input_shape:
+            in_channels = input_shape[in_feature].channels
+        else:
+            raise KeyError(
+                f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE is '{in_feature}'; expected one of the "
+                f"backbone features {sorted(input_shape)} or 'transformer_encoder'"
+            )
+        return {
+            "pixel_decoder": build_pixel_decoder(cfg, input_shape),
+            "predictor": TransformerPredictor(cfg, in_channels, mask_classification=True),
+            "transformer_in_feature": in_feature,
+        }
+
+    def forward(self, features: Dict[str, Tensor]) -> Dict[str, object]:
+        """features: backbone features by name. Returns the predictor's output dict."""
+        mask_features, extra = self.pixel_decoder(features)
+        name = self.transformer_in_feature
+        x = extra[name] if name in extra else features.get(name)
+        if x is None:
+            raise KeyError(
+                f"Feature '{name}' (MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE) was not produced; "
+                f"available: {sorted(features) + sorted(extra)}. 'transformer_encoder' needs "
+                "PIXEL_DECODER_NAME: TransformerEncoderPixelDecoder."
+            )
+        return self.predictor(x, mask_features)

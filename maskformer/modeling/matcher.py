@@ -1,0 +1,131 @@
+"""Bipartite matching of predicted masks to ground-truth masks (paper Sec. 3.2).
+
+Shapes: B images, Q queries, K classes, T targets of one image, H x W the prediction size,
+Hp x Wp the padded image size of the targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.utils.events import get_event_storage
+from detectron2.utils.logger import log_every_n_seconds
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss
+
+logger = logging.getLogger(__name__)
+
+# What a non-finite cost entry is replaced by: far above any real cost (real costs are O(10)),
+# so such a pair is only chosen when nothing else is left, yet finite so scipy accepts it.
+_NONFINITE_COST = 1e8
+
+
+def downsample_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of (T, Hp, Wp) masks to `size`, as F.interpolate(mode="nearest").
+
+    When `size` divides the input exactly this is a strided slice (the same pixels
+    F.interpolate picks), which avoids a float copy of the full-resolution masks.
+    """
+    h, w = masks.shape[-2:]
+    if h % size[0] == 0 and w % size[1] == 0:
+        return masks[:, :: h // size[0], :: w // size[1]]
+    return F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0]
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one assignment of the Q predictions of an image to its T targets.
+
+    The cost of pairing prediction q with target t is
+    `cost_class * -p_q(c_t) + cost_mask * focal(m_q, t) + cost_dice * dice(m_q, t)`, with the
+    target masks nearest-downsampled to the prediction size. The assignment minimises the total
+    cost; min(Q, T) pairs are returned. Runs in fp32 and without gradients, on any device; the
+    assignment itself is scipy's, on the CPU.
+    """
+
+    def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0):
+        super().__init__()
+        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+            raise ValueError("HungarianMatcher: all costs are 0; nothing to match on")
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        # Running count of non-finite cost entries replaced so far (reported in the log).
+        self.num_nonfinite_costs = 0
+
+    @torch.no_grad()
+    def cost_matrix(self, logits: Tensor, masks: Tensor, target: Dict[str, Tensor]) -> Tensor:
+        """
+        Args:
+            logits: (Q, K + 1) class logits of one image.
+            masks: (Q, H, W) mask logits of one image.
+            target: "labels" (T,) int64 and "masks" (T, Hp, Wp).
+        Returns:
+            (Q, T) float32 cost, possibly with non-finite entries if the inputs have them.
+        """
+        logits = logits.float()
+        masks = masks.float()
+        labels = target["labels"]
+        # -p(class): a constant 1 - p would not change the assignment, so it is left out.
+        cost_class = -logits.softmax(-1)[:, labels]
+        tgt = downsample_masks(target["masks"], masks.shape[-2:]).to(masks).flatten(1)
+        out = masks.flatten(1)
+        cost_mask = pairwise_sigmoid_focal_loss(out, tgt)
+        cost_dice = pairwise_dice_loss(out, tgt)
+        return (
+            self.cost_mask * cost_mask + self.cost_class * cost_class + self.cost_dice * cost_dice
+        )
+
+    @torch.no_grad()
+    def forward(
+        self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
+    ) -> List[Tuple[Tensor, Tensor]]:
+        """
+        Args:
+            outputs: "pred_logits" (B, Q, K + 1) and "pred_masks" (B, Q, H, W).
+            targets: B dicts with "labels" (T,) and "masks" (T, Hp, Wp); T may be 0.
+        Returns:
+            B pairs (query_idx, target_idx) of int64 tensors of length min(Q, T), on the CPU.
+        """
+        device_type = outputs["pred_masks"].device.type
+        indices = []
+        with torch.autocast(device_type=device_type, enabled=False):
+            for b, target in enumerate(targets):
+                if len(target["labels"]) == 0:
+                    empty = torch.empty(0, dtype=torch.int64)
+                    indices.append((empty, empty))
+                    continue
+                cost = self.cost_matrix(
+                    outputs["pred_logits"][b], outputs["pred_masks"][b], target
+                ).cpu()
+                cost = self._sanitize(cost)
+                i, j = linear_sum_assignment(cost.numpy())
+                indices.append(
+                    (torch.as_tensor(i, dtype=torch.int64), torch.as_tensor(j, dtype=torch.int64))
+                )
+        return indices
+
+    def _sanitize(self, cost: Tensor) -> Tensor:
+        """Replace NaN/inf entries (which scipy refuses) by a large finite cost, and count them."""
+        finite = torch.isfinite(cost)
+        if bool(finite.all()):
+            return cost
+        n = int((~finite).sum())
+        self.num_nonfinite_costs += n
+        log_every_n_seconds(
+            logging.WARNING,
+            f"HungarianMatcher: replaced {n} non-finite matching costs (NaN/inf predictions?); "
+            f"{self.num_nonfinite_costs} so far",
+            n=60,
+        )
+        try:
+            get_event_storage().put_scalar(
+                "matcher_nonfinite_costs", self.num_nonfinite_costs, smoothing_hint=False
+            )
+        except AssertionError:  # not inside a training loop: the warning is the report
+            pass
+        return torch.where(finite, cost, torch.full_like(cost, _NONFINITE_COST))

@@ -1,0 +1,92 @@
+"""From Q (class, mask) pairs to semantic and panoptic outputs (paper Sec. 3.4).
+
+Pure functions of one image's predictions. Shapes: Q queries, K classes (the K + 1-th logit is
+"no object"), H x W the mask size.
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Dict, List, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["panoptic_inference", "semantic_inference"]
+
+
+def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
+    """Per-class score map: `sum_q p_q(c) * sigmoid(m_q)`.
+
+    Args:
+        mask_cls: (Q, K + 1) class logits.
+        mask_pred: (Q, H, W) mask logits.
+    Returns:
+        (K, H, W) scores (not normalised; argmax over K gives the label map).
+    """
+    probs = mask_cls.softmax(-1)[:, :-1]
+    masks = mask_pred.sigmoid()
+    q, h, w = masks.shape
+    # A (K, Q) x (Q, HW) matrix product; the same as einsum("qc,qhw->chw") without its overhead.
+    return (probs.T @ masks.reshape(q, h * w)).reshape(-1, h, w)
+
+
+def panoptic_inference(
+    mask_cls: Tensor,
+    mask_pred: Tensor,
+    thing_ids: Collection[int],
+    object_mask_threshold: float,
+    overlap_threshold: float,
+) -> Tuple[Tensor, List[Dict[str, object]]]:
+    """Panoptic segmentation of one image, as the official MaskFormer defines it.
+
+    A query is kept if its best class is not "no object" and its probability exceeds
+    `object_mask_threshold`. Each pixel goes to the kept query maximising p_q * sigmoid(m_q).
+    Queries are then visited in order; one whose visible area is less than `overlap_threshold`
+    times its own mask area (sigmoid >= 0.5) is dropped. All queries of one stuff class form one
+    segment; each thing query forms its own.
+
+    Args:
+        mask_cls: (Q, K + 1) class logits.
+        mask_pred: (Q, H, W) mask logits at the output resolution.
+        thing_ids: contiguous ids (in [0, K)) of the thing classes; the rest are stuff.
+        object_mask_threshold: minimum class probability of a kept query.
+        overlap_threshold: minimum visible / own area of a kept segment.
+    Returns:
+        panoptic_seg: (H, W) int32, 0 = void, segments numbered from 1.
+        segments_info: one dict per segment id in the map: "id", "isthing", "category_id".
+    """
+    scores, labels = mask_cls.softmax(-1).max(-1)
+    num_classes = mask_cls.shape[-1] - 1
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    cur_scores = scores[keep]
+    cur_classes = labels[keep]
+    cur_masks = mask_pred[keep].sigmoid()
+    h, w = mask_pred.shape[-2:]
+    panoptic_seg = torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device)
+    segments_info: List[Dict[str, object]] = []
+    if cur_masks.shape[0] == 0:
+        return panoptic_seg, segments_info
+
+    owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    thing_ids = set(thing_ids)
+    stuff_segment: Dict[int, int] = {}
+    current_id = 0
+    for k in range(cur_classes.shape[0]):
+        pred_class = int(cur_classes[k])
+        is_thing = pred_class in thing_ids
+        visible = owner == k
+        mask_area = int(visible.sum())
+        original_area = int((cur_masks[k] >= 0.5).sum())
+        if mask_area == 0 or original_area == 0:
+            continue
+        if mask_area / original_area < overlap_threshold:
+            continue
+        if not is_thing and pred_class in stuff_segment:
+            panoptic_seg[visible] = stuff_segment[pred_class]
+            continue
+        current_id += 1
+        panoptic_seg[visible] = current_id
+        segments_info.append({"id": current_id, "isthing": is_thing, "category_id": pred_class})
+        if not is_thing:
+            stuff_segment[pred_class] = current_id
+    return panoptic_seg, segments_info
