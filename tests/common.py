@@ -1,0 +1,71 @@
+"""Tiny configs and synthetic inputs shared by the tests."""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional
+
+import torch
+from detectron2.structures import BitMasks, Instances
+
+from maskformer import get_maskformer_cfg
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
+DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
+
+
+def tiny_cfg(*opts, config_file: Optional[str] = None):
+    """A MaskFormer config small enough for CPU tests: ResNet-18, width 32, 8 queries, K = 5.
+
+    `config_file` is relative to configs/ (default: the ADE20K R50 recipe, then shrunk).
+    """
+    path = os.path.join(CONFIG_DIR, config_file or "ade20k/maskformer_R50.yaml")
+    cfg = get_maskformer_cfg(
+        path,
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            "",
+            "MODEL.RESNETS.DEPTH",
+            18,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            64,
+            "MODEL.RESNETS.NORM",
+            "BN",
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+            5,
+            "MODEL.SEM_SEG_HEAD.CONVS_DIM",
+            32,
+            "MODEL.SEM_SEG_HEAD.MASK_DIM",
+            32,
+            "MODEL.MASK_FORMER.HIDDEN_DIM",
+            32,
+            "MODEL.MASK_FORMER.NHEADS",
+            4,
+            "MODEL.MASK_FORMER.DIM_FEEDFORWARD",
+            64,
+            "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES",
+            8,
+            "MODEL.MASK_FORMER.DEC_LAYERS",
+            3,
+            *opts,
+        ],
+    )
+    return cfg
+
+
+def sample(h: int, w: int, classes: List[int], seed: int = 0) -> dict:
+    """A random image with one horizontal band per class (the bands tile the image)."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (3, h, w), generator=g).float()
+    out = {"image": image, "height": h, "width": w}
+    inst = Instances((h, w))
+    masks = torch.zeros(len(classes), h, w, dtype=torch.bool)
+    for i in range(len(classes)):
+        masks[i, i * h // len(classes) : (i + 1) * h // len(classes)] = True
+    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    inst.gt_masks = BitMasks(masks)
+    out["instances"] = inst
+    return out

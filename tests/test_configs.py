@@ -1,0 +1,56 @@
+"""Every config file loads; every model config builds; unsafe YAML is refused."""
+
+import glob
+import os
+
+import pytest
+from detectron2.modeling import build_model
+
+from maskformer import get_maskformer_cfg
+from maskformer.config import UnsafeConfigError
+from tests.common import CONFIG_DIR
+
+ALL_CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "**", "*.yaml"), recursive=True))
+MODEL_CONFIGS = [c for c in ALL_CONFIGS if not os.path.basename(c).startswith("Base-")]
+
+
+def _id(path):
+    return os.path.relpath(path, CONFIG_DIR)
+
+
+def test_there_are_configs():
+    assert any(c.endswith("ade20k/maskformer_R50.yaml") for c in MODEL_CONFIGS)
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=_id)
+def test_config_loads(path):
+    get_maskformer_cfg(path)
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=_id)
+def test_config_builds(path):
+    cfg = get_maskformer_cfg(path, ["MODEL.DEVICE", "cpu"])
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_python_tag_is_refused_with_file_and_tag(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("MODEL:\n  WEIGHTS: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(UnsafeConfigError) as e:
+        get_maskformer_cfg(str(evil))
+    assert str(evil) in str(e.value) and "!!python/object/apply:os.system" in str(e.value)
+    assert "line 2" in str(e.value)
+
+
+def test_python_tag_in_a_base_file_is_refused(tmp_path):
+    (tmp_path / "base.yaml").write_text("SEED: !!python/name:os.getpid ''\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("_BASE_: base.yaml\nSEED: 3\n")
+    with pytest.raises(UnsafeConfigError, match="base.yaml"):
+        get_maskformer_cfg(str(child))
+
+
+def test_missing_config_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        get_maskformer_cfg(str(tmp_path / "nope.yaml"))
