@@ -4,7 +4,7 @@ Importing the package registers the `MaskFormer` meta-architecture, the `MaskFor
 sem-seg head and the pixel decoders in Detectron2's registries.
 """
 
-from . import modeling  # noqa: F401  (registration)
+from . import data, modeling  # noqa: F401  (registration)
 from .config import add_maskformer_config, get_maskformer_cfg, merge_config_file
 
 __all__ = ["add_maskformer_config", "get_maskformer_cfg", "merge_config_file"]

@@ -1,0 +1,196 @@
+"""Training data loading that can resume exactly where it stopped.
+
+Detectron2's TrainingSampler restarts its random stream on resume and its workers keep their own
+random states, so a resumed run sees other images, in another order, with other augmentations.
+Here the sampler is a pure function of (seed, position in the stream): it produces batches of
+`(dataset index, sample seed)` tokens, the augmentation of a sample is seeded by its token, and a
+resumed run skips the batches already consumed. The result does not depend on the number of
+workers either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import random
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data import get_detection_dataset_dicts
+from detectron2.data.build import trivial_batch_collator
+from detectron2.utils import comm
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .dataset_mapper import MaskFormerSemanticDatasetMapper
+
+__all__ = [
+    "MAPPERS",
+    "ResumableBatchSampler",
+    "SeededMapDataset",
+    "build_train_loader",
+    "build_train_mapper",
+]
+
+logger = logging.getLogger(__name__)
+
+# INPUT.DATASET_MAPPER_NAME -> mapper class (built as cls(cfg, is_train=True)).
+MAPPERS: Dict[str, Callable] = {
+    "mask_former_semantic": MaskFormerSemanticDatasetMapper,
+}
+
+
+def build_train_mapper(cfg) -> Callable[[Dict], Dict]:
+    name = cfg.INPUT.DATASET_MAPPER_NAME
+    if name not in MAPPERS:
+        raise KeyError(f"INPUT.DATASET_MAPPER_NAME is '{name}'; valid names are {sorted(MAPPERS)}")
+    return MAPPERS[name](cfg, True)
+
+
+def sample_seed(seed: int, position: int) -> int:
+    """The augmentation seed of the sample at `position` in the training stream."""
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+class ResumableBatchSampler(Sampler):
+    """Infinite batches of `(index, sample_seed)` for one process, resumable by batch count.
+
+    The global stream is the concatenation of seeded random permutations of the dataset (or
+    0, 1, 2, ... without shuffling). It is cut into chunks of `batch_size`; chunk k goes to rank
+    `k % world_size`. With `group_by_aspect`, a rank's samples are batched with others of the same
+    orientation (portrait or landscape, from the dataset dicts), like Detectron2's grouping.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        portrait: Optional[Sequence[bool]] = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if size <= 0:
+            raise ValueError("ResumableBatchSampler: the training dataset is empty")
+        self.size = size
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.portrait = None if portrait is None else list(portrait)
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = 0  # batches already consumed (set on resume)
+
+    def _global_stream(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed)
+        while True:
+            if self.shuffle:
+                yield from torch.randperm(self.size, generator=g).tolist()
+            else:
+                yield from range(self.size)
+
+    def _rank_stream(self) -> Iterator[Tuple[int, int]]:
+        """(position, index) of this rank's samples, in stream order."""
+        chunk = self.batch_size
+        for position, index in enumerate(self._global_stream()):
+            if (position // chunk) % self.world_size == self.rank:
+                yield position, index
+
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
+        if self.portrait is None:
+            stream = self._rank_stream()
+            while True:
+                yield list(itertools.islice(stream, self.batch_size))
+        buckets: Dict[bool, List[Tuple[int, int]]] = {True: [], False: []}
+        for position, index in self._rank_stream():
+            bucket = buckets[self.portrait[index]]
+            bucket.append((position, index))
+            if len(bucket) == self.batch_size:
+                yield bucket[:]
+                bucket.clear()
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        batches = self._batches()
+        for _ in range(self.start_batch):
+            next(batches)  # cheap: indices only, no data is loaded
+        for batch in batches:
+            yield [(index, sample_seed(self.seed, position)) for position, index in batch]
+
+    # Checkpointable: the stream seed must survive a resume when cfg.SEED is random.
+    def state_dict(self) -> Dict[str, int]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self.seed = int(state["seed"])
+
+
+@contextlib.contextmanager
+def _seeded_rngs(seed: int):
+    """Seed numpy, random and torch (augmentations use them), restoring their state after."""
+    np_state, py_state, torch_state = (
+        np.random.get_state(),
+        random.getstate(),
+        torch.get_rng_state(),
+    )
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
+
+
+class SeededMapDataset(Dataset):
+    """`dataset[(index, seed)]` = `mapper(dicts[index])` with the random generators seeded."""
+
+    def __init__(self, dicts: List[Dict], mapper: Callable[[Dict], Dict]):
+        self.dicts = dicts
+        self.mapper = mapper
+
+    def __len__(self) -> int:
+        return len(self.dicts)
+
+    def __getitem__(self, token: Tuple[int, int]) -> Dict:
+        index, seed = token
+        with _seeded_rngs(seed):
+            return self.mapper(self.dicts[index])
+
+
+def build_train_loader(cfg, mapper: Callable[[Dict], Dict], *, seed: int) -> DataLoader:
+    """A resumable training loader over `cfg.DATASETS.TRAIN`.
+
+    Its `batch_sampler` is a `ResumableBatchSampler`: set its `start_batch` to resume.
+    """
+    dicts = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+    )
+    world_size = comm.get_world_size()
+    total = cfg.SOLVER.IMS_PER_BATCH
+    if total % world_size:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes "
+            f"({world_size})"
+        )
+    portrait = None
+    if cfg.DATALOADER.ASPECT_RATIO_GROUPING and all("height" in d and "width" in d for d in dicts):
+        portrait = [d["height"] > d["width"] for d in dicts]
+    sampler = ResumableBatchSampler(
+        len(dicts),
+        total // world_size,
+        seed=seed,
+        portrait=portrait,
+        rank=comm.get_rank(),
+        world_size=world_size,
+    )
+    return DataLoader(
+        SeededMapDataset(dicts, mapper),
+        batch_sampler=sampler,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+    )

@@ -1,0 +1,206 @@
+"""Training dataset mappers: dataset dict -> augmented image + mask-classification targets.
+
+Every MaskFormer mapper shares one load -> augment -> pad path (`MaskFormerDatasetMapper`); what
+differs between tasks is injected: the augmentations and a target builder, which names the label
+maps it needs, checks them, and turns the augmented maps into `Instances` (gt_classes, gt_masks).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Callable, Dict, List, Mapping
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.projects.point_rend import ColorAugSSDTransform
+from detectron2.structures import BitMasks, Instances
+
+from .io import read_image, read_label_map
+from .targets import check_semantic_labels, semantic_targets
+
+__all__ = [
+    "MaskFormerDatasetMapper",
+    "MaskFormerSemanticDatasetMapper",
+    "SemanticTargetBuilder",
+    "semantic_augmentations",
+]
+
+logger = logging.getLogger(__name__)
+
+# Image padding value: mid-grey, as the official mappers use.
+_IMAGE_PAD_VALUE = 128
+
+
+def make_instances(classes: np.ndarray, masks: np.ndarray, image_size) -> Instances:
+    """(T,) classes and (T, H, W) bool masks -> Instances with gt_classes and BitMasks gt_masks."""
+    inst = Instances(image_size)
+    inst.gt_classes = torch.as_tensor(classes, dtype=torch.int64)
+    if len(classes):
+        inst.gt_masks = BitMasks(torch.from_numpy(np.ascontiguousarray(masks)))
+    else:
+        inst.gt_masks = BitMasks(torch.zeros((0, *image_size), dtype=torch.bool))
+    return inst
+
+
+class SemanticTargetBuilder:
+    """Targets of semantic segmentation: one mask per class present, the ignore label excluded."""
+
+    def __init__(self, num_classes: int, ignore_label: int):
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+        # label map name -> (dataset dict key of its file, padding value)
+        self.label_files = {"sem_seg": ("sem_seg_file_name", ignore_label)}
+
+    def check(self, labels: Mapping[str, np.ndarray], dataset_dict: Dict) -> None:
+        check_semantic_labels(
+            labels["sem_seg"],
+            self.num_classes,
+            self.ignore_label,
+            dataset_dict["sem_seg_file_name"],
+        )
+
+    def __call__(self, labels: Mapping[str, np.ndarray], dataset_dict: Dict) -> Instances:
+        sem_seg = labels["sem_seg"]
+        classes, masks = semantic_targets(sem_seg, self.ignore_label)
+        return make_instances(classes, masks, sem_seg.shape)
+
+
+def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
+    """The official semantic training augmentations: resize, category-constrained crop, SSD
+    colour jitter, horizontal flip."""
+    augs: List[T.Augmentation] = [
+        T.ResizeShortestEdge(
+            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+        )
+    ]
+    if cfg.INPUT.CROP.ENABLED:
+        augs.append(
+            T.RandomCrop_CategoryAreaConstraint(
+                cfg.INPUT.CROP.TYPE,
+                cfg.INPUT.CROP.SIZE,
+                cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+                ignore_label,
+            )
+        )
+    if cfg.INPUT.COLOR_AUG_SSD:
+        augs.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+    augs.append(T.RandomFlip())
+    return augs
+
+
+def _pad_to_multiple(array: np.ndarray, divisor: int, value: int) -> np.ndarray:
+    """Pad (H, W, ...) bottom/right up to a multiple of `divisor` (a crop of that size: to it)."""
+    h, w = array.shape[:2]
+    pad_h, pad_w = (-h) % divisor, (-w) % divisor
+    if pad_h == 0 and pad_w == 0:
+        return array
+    pad = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad, mode="constant", constant_values=value)
+
+
+def _ensure_label_dtype(label: np.ndarray) -> np.ndarray:
+    # Detectron2 resizes uint8 maps with PIL and everything else with torch, which needs floats;
+    # float64 represents 16-bit labels and panoptic ids exactly.
+    return label if label.dtype == np.uint8 else label.astype(np.float64)
+
+
+class MaskFormerDatasetMapper:
+    """Load image and label maps, augment them together, pad, and build the targets.
+
+    Output dict: the input's keys plus "image" (C, H, W) uint8, "sem_seg" (H, W) int64 if a
+    semantic map is used, and "instances" (gt_classes (T,), gt_masks (T, H, W)).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: List[T.Augmentation],
+        image_format: str,
+        size_divisibility: int,
+        target_builder: Callable,
+    ):
+        """
+        Args:
+            is_train: must be True; evaluation uses Detectron2's DatasetMapper.
+            augmentations: applied to the image and all label maps together.
+            image_format: format of the "image" output ("RGB", "BGR").
+            size_divisibility: pad image and labels up to a multiple of this (<= 0: no padding).
+            target_builder: object with `label_files` ({name: (dataset key, pad value)}),
+                `check(labels, dataset_dict)` and `__call__(labels, dataset_dict) -> Instances`.
+        """
+        if not is_train:
+            raise ValueError(
+                f"{type(self).__name__} is for training; evaluation uses DatasetMapper(cfg, False)"
+            )
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.size_divisibility = size_divisibility
+        self.target_builder = target_builder
+        logger.info(f"[{type(self).__name__}] augmentations: {augmentations}")
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        d = copy.deepcopy(dataset_dict)
+        image = read_image(d["file_name"], self.image_format)
+        utils.check_image_size(d, image)
+        labels = {}
+        for name, (key, _) in self.target_builder.label_files.items():
+            if key not in d:
+                raise KeyError(f"{d['file_name']}: dataset dict has no '{key}' ({name} labels)")
+            label = read_label_map(d[key])
+            if label.shape[:2] != image.shape[:2]:
+                raise ValueError(
+                    f"{d[key]} is {label.shape[1]}x{label.shape[0]} but its image {d['file_name']}"
+                    f" is {image.shape[1]}x{image.shape[0]}"
+                )
+            labels[name] = label
+        self.target_builder.check(labels, d)
+
+        # The semantic map rides in AugInput so that the crop can look at its categories.
+        aug_input = T.AugInput(
+            image, sem_seg=_ensure_label_dtype(labels["sem_seg"]) if "sem_seg" in labels else None
+        )
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        for name in labels:
+            labels[name] = (
+                aug_input.sem_seg
+                if name == "sem_seg"
+                else transforms.apply_segmentation(labels[name])
+            )
+
+        if self.size_divisibility > 0:
+            image = _pad_to_multiple(image, self.size_divisibility, _IMAGE_PAD_VALUE)
+            for name, (_, pad_value) in self.target_builder.label_files.items():
+                labels[name] = _pad_to_multiple(labels[name], self.size_divisibility, pad_value)
+        labels = {k: v.astype(np.int64) if v.ndim == 2 else v for k, v in labels.items()}
+
+        d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if "sem_seg" in labels:
+            d["sem_seg"] = torch.as_tensor(labels["sem_seg"])
+        d["instances"] = self.target_builder(labels, d)
+        return d
+
+
+class MaskFormerSemanticDatasetMapper(MaskFormerDatasetMapper):
+    """`INPUT.DATASET_MAPPER_NAME: mask_former_semantic`: one target mask per class present."""
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        ignore_label = meta.get("ignore_label", cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
+        return {
+            "is_train": is_train,
+            "augmentations": semantic_augmentations(cfg, ignore_label),
+            "image_format": cfg.INPUT.FORMAT,
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "target_builder": SemanticTargetBuilder(
+                cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore_label
+            ),
+        }
