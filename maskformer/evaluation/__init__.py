@@ -1,0 +1,3 @@
+from .build import EVALUATORS, build_evaluator
+
+__all__ = ["EVALUATORS", "build_evaluator"]

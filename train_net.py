@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Train and evaluate MaskFormer with Detectron2's engine.
+
+    python train_net.py --config-file configs/ade20k/maskformer_R50.yaml --num-gpus 8
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS /path/to/model.pth
+    python train_net.py --config-file ... --resume          # continue the run in OUTPUT_DIR
+
+Without a GPU, `--num-gpus N` starts N CPU processes (gloo backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+
+import torch
+from detectron2.engine import (
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+    default_argument_parser,
+    default_setup,
+    launch,
+)
+from detectron2.projects.deeplab import build_lr_scheduler
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import maskformer
+from maskformer.data import build_train_loader, build_train_mapper
+from maskformer.engine import AMPTrainer, StepSeedHook, TrainingCheckpointer
+from maskformer.evaluation import build_evaluator
+from maskformer.solver import build_optimizer
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with MaskFormer's data, optimizer, evaluators, and exact resume."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__, except: DDP also on CPU (no device_ids there), AMP also on
+        # CPU, atomic checkpoints, and a data stream + dropout seeds that resume exactly.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        model = create_ddp_model(
+            model,
+            broadcast_buffers=False,
+            device_ids=[comm.get_local_rank()] if device_type == "cuda" else None,
+        )
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = AMPTrainer(model, data_loader, optimizer, device_type=device_type)
+        else:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.data_sampler = data_loader.batch_sampler
+        self.checkpointer = TrainingCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), data_sampler=self.data_sampler
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        # The seed comes from the sampler, whose state the checkpoint restores on resume.
+        self.step_seed_hook = StepSeedHook(self.data_sampler.seed)
+        return [self.step_seed_hook] + super().build_hooks()
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        # Skip the batches the checkpointed run already consumed.
+        self.data_sampler.start_batch = self.start_iter
+        self.step_seed_hook.seed = self.data_sampler.seed
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        return build_train_loader(cfg, build_train_mapper(cfg), seed=seed)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_evaluator(dataset_name, output_folder)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # DeepLab's builder adds WarmupPolyLR to Detectron2's schedulers.
+        return build_lr_scheduler(cfg, optimizer)
+
+
+def setup(args):
+    cfg = maskformer.get_maskformer_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning("CUDA is not available: training on the CPU")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="maskformer")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        TrainingCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
