@@ -1,7 +1,8 @@
 """ADE20K-150 semantic segmentation (SceneParsing, `ADEChallengeData2016`).
 
 Detectron2 registers `ade20k_sem_seg_{train,val}` itself; this replaces their loaders with ones
-that say what to do when the data is missing, instead of failing on an empty directory listing.
+that say what to do when the data is missing, instead of failing on an empty directory listing,
+and adds the benchmark's colours to their metadata.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
+
+from .ade20k_categories import ADE20K_150_COLORS
 
 __all__ = ["register_ade20k_sem_seg"]
 
@@ -30,6 +33,7 @@ def _load_ade20k(name: str, image_root: str, sem_seg_root: str) -> List[Dict]:
 def register_ade20k_sem_seg() -> None:
     for name in ("ade20k_sem_seg_train", "ade20k_sem_seg_val"):
         meta = MetadataCatalog.get(name)
+        meta.set(stuff_colors=[c[:] for c in ADE20K_150_COLORS])
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
         DatasetCatalog.register(
