@@ -56,6 +56,21 @@ def tiny_cfg(*opts, config_file: Optional[str] = None):
     return cfg
 
 
+# Appended to `tiny_cfg` options: a 4-stage Swin of width 32 instead of the ResNet-18.
+TINY_SWIN_OPTS = [
+    "MODEL.BACKBONE.NAME",
+    "D2SwinTransformer",
+    "MODEL.SWIN.EMBED_DIM",
+    32,
+    "MODEL.SWIN.DEPTHS",
+    [2, 2, 2, 2],
+    "MODEL.SWIN.NUM_HEADS",
+    [1, 2, 4, 8],
+    "MODEL.SWIN.WINDOW_SIZE",
+    7,
+]
+
+
 def sample(h: int, w: int, classes: List[int], seed: int = 0) -> dict:
     """A random image with one horizontal band per class (the bands tile the image)."""
     g = torch.Generator().manual_seed(seed)
