@@ -374,17 +374,8 @@ class D2SwinTransformer(Backbone):
         for name in self._out_features:
             i = self._stage_of[name]
             self.add_module(f"norm{i}", nn.LayerNorm(self.num_features[i]))
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        # Layers keep PyTorch's default initialisation, as in the official D2SwinTransformer:
+        # the backbone starts from ImageNet weights (MODEL.WEIGHTS).
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec):
