@@ -178,10 +178,11 @@ def _read_safetensors(path: str) -> Dict[str, Tensor]:
 def read_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint file into `{"model": state dict, ...}`, safely, without a model.
 
-    `.pkl`: Detectron2 model-zoo format (`{"model": ..., "__author__": ...}`) is returned as is;
-    a flat name -> array dict is a Caffe2/Detectron1 file and is marked for Detectron2's name
-    matching, as Detectron2 does. `.safetensors`: a flat state dict. Anything else: `torch.load`
-    with `weights_only=True`; a flat state dict is wrapped as `{"model": ...}`.
+    `.pkl`: a dict with "model" (Detectron2's model-zoo format; unlike Detectron2, also without
+    "__author__") is returned as is; a flat name -> array dict is a Caffe2/Detectron1 file and is
+    marked for Detectron2's name matching, as Detectron2 does. `.safetensors`: a flat state dict.
+    Anything else: `torch.load` with `weights_only=True`; a flat state dict is wrapped as
+    `{"model": ...}`.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file '{path}' does not exist")

@@ -66,6 +66,36 @@ def test_detectron2_pth_with_trainer_state(tmp_path, source):
     assert report.layout == "maskformer" and report.missing == report.unexpected == []
 
 
+def test_resume_restores_optimizer_and_scheduler(tmp_path):
+    # A training checkpoint holds optimizer and scheduler state too: all of it must pass
+    # torch.load(weights_only=True).
+    from detectron2.projects.deeplab import build_lr_scheduler
+
+    from maskformer.solver import build_optimizer
+
+    def trainer_state():
+        model = _model()
+        optimizer = build_optimizer(tiny_cfg(), model)
+        return model, optimizer, build_lr_scheduler(tiny_cfg(), optimizer)
+
+    model, optimizer, scheduler = trainer_state()
+    sum(p.sum() for p in model.parameters()).backward()
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    kw = dict(optimizer=optimizer, scheduler=scheduler)
+    MaskFormerCheckpointer(model, str(tmp_path), **kw).save("model_0000002", iteration=2)
+
+    model2, optimizer2, scheduler2 = trainer_state()
+    checkpointer = MaskFormerCheckpointer(
+        model2, str(tmp_path), optimizer=optimizer2, scheduler=scheduler2
+    )
+    extra = checkpointer.resume_or_load("", resume=True)
+    assert extra["iteration"] == 2 and scheduler2.last_epoch == 3
+    _assert_same(model.state_dict(), model2.state_dict())
+    assert optimizer2.state_dict()["state"].keys() == optimizer.state_dict()["state"].keys()
+
+
 def test_plain_state_dict_pth(tmp_path, source):
     torch.save(source.state_dict(), tmp_path / "plain.pth")
     model, report = _load(tmp_path / "plain.pth", strict=True)
@@ -86,6 +116,41 @@ def test_numpy_pickles_in_both_layouts(tmp_path, source, layout, protocol):
     model, report = _load(path, strict=True)
     _assert_same(source.state_dict(), model.state_dict())
     assert report.layout == ("maskformer-v1" if layout == "v1" else "maskformer")
+
+
+def test_published_layout_of_the_transformer_encoder_pixel_decoder(tmp_path):
+    # The "+6 Enc" models: the encoder and its input projection also sit under sem_seg_head.
+    opts = (
+        "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", "TransformerEncoderPixelDecoder",
+        "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE", "transformer_encoder",
+        "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 2,
+    )  # fmt: skip
+    source = randomize_(_model(*opts, seed=1), seed=4)
+    state = _v1(_numpy_state(source.state_dict()))
+    assert "sem_seg_head.transformer.encoder.layers.1.linear2.weight" in state
+    assert "sem_seg_head.input_proj.weight" in state
+    with open(tmp_path / "panoptic.pkl", "wb") as f:
+        pickle.dump({"model": state, "__author__": "Detectron2 Model Zoo"}, f)
+    model, report = _load(tmp_path / "panoptic.pkl", strict=True, model=_model(*opts))
+    _assert_same(source.state_dict(), model.state_dict())
+    assert report.layout == "maskformer-v1"
+
+
+def test_caffe2_imagenet_pickle_is_name_matched(tmp_path):
+    # A flat dict of Caffe2 names (Detectron2's MSRA ImageNet files): Detectron2's conversion.
+    stem = {
+        "conv1_w": np.random.rand(64, 3, 7, 7).astype(np.float32),
+        "res_conv1_bn_s": np.random.rand(64).astype(np.float32),
+        "res_conv1_bn_b": np.random.rand(64).astype(np.float32),
+        "fc1000_w": np.zeros((1000, 512), np.float32),
+    }
+    with open(tmp_path / "R-18-msra.pkl", "wb") as f:
+        pickle.dump(stem, f, protocol=2)
+    model, report = _load(tmp_path / "R-18-msra.pkl")
+    assert report.layout == "name-matched (Caffe2)"
+    assert np.array_equal(model.state_dict()["backbone.stem.conv1.weight"].numpy(), stem["conv1_w"])
+    norm = model.state_dict()["backbone.stem.conv1.norm.weight"].numpy()
+    assert np.array_equal(norm, stem["res_conv1_bn_s"])
 
 
 def test_pickle_without_author_and_with_odd_arrays(tmp_path, source):

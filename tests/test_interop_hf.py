@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -40,7 +41,7 @@ TINY_R50_OPTS = [
 
 
 # An image that needs no padding: HF's model does not pad, ours pads to a multiple of 32.
-IMAGE = torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(0)) * 255
+IMAGE = torch.randint(0, 256, (3, 64, 96), generator=torch.Generator().manual_seed(0)).float()
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,7 @@ def _hf_model(backbone: str) -> MaskFormerForInstanceSegmentation:
     )
     torch.manual_seed(0)
     hf = randomize_(MaskFormerForInstanceSegmentation(config), seed=1).eval()
-    pixels = _normalised(IMAGE)
+    pixels = _hf_pixels()
     _make_queries_disagree(
         lambda: hf(pixel_values=pixels), hf.class_predictor, hf.mask_embedder.get_submodule("2.0")
     )
@@ -109,19 +110,21 @@ def _make_queries_disagree(run, class_head: nn.Linear, mask_head: nn.Linear) -> 
             head.bias.copy_(scale * (head.bias - mean))
 
 
-def _normalised(image):
-    # HF's image processor normalises with the ImageNet mean and std, as our configs do.
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
-    return ((image - mean) / std)[None]
+def _hf_pixels() -> torch.Tensor:
+    """IMAGE as HF's image processor prepares it (rescale, ImageNet mean/std; no resize)."""
+    processor = MaskFormerImageProcessor(do_resize=False)
+    image = IMAGE.permute(1, 2, 0).numpy().astype(np.uint8)
+    return processor(image, return_tensors="pt")["pixel_values"]
 
 
 def _compare(ours, hf, check_spread=True):
     """Largest |difference| of class logits and mask logits on IMAGE; semantic maps of both."""
-    assert list(ours.pixel_mean.flatten()) == pytest.approx([123.675, 116.28, 103.53])
     with torch.no_grad():
-        theirs = hf(pixel_values=_normalised(IMAGE))
         images = ours.preprocess_image([{"image": IMAGE}])
+        # Same preprocessing: our normalisation (PIXEL_MEAN/STD) is HF's processor's, up to
+        # float rounding; both models then get the very same tensor.
+        torch.testing.assert_close(images.tensor, _hf_pixels(), rtol=0, atol=1e-5)
+        theirs = hf(pixel_values=images.tensor)
         mine = ours.sem_seg_head(ours.backbone(images.tensor))
         their_map = MaskFormerImageProcessor().post_process_semantic_segmentation(theirs)[0]
         my_map = semantic_inference(mine["pred_logits"][0], mine["pred_masks"][0]).argmax(0)

@@ -296,10 +296,15 @@ def maskformer_to_hf(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
         raise _unknown_error(unknown, "cannot be expressed in HF MaskFormerForInstanceSegmentation")
     if kind == "resnet":
         for key in [k for k in out if k.endswith(".normalization.running_var")]:
-            out[key[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0)
+            out.setdefault(key[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
     else:
-        last = max(int(k.split(".")[-2]) for k in out if ".hidden_states_norms." in k)
-        width = out[_HF_ENC + f"hidden_states_norms.{last}.weight"].shape[0]
+        norms = [_HF_ENC + f"hidden_states_norms.{i}.weight" for i in range(4)]
+        if not all(k in out for k in norms):
+            raise UnsupportedConversionError(
+                "HF's Swin needs the norms of all four stages (backbone.norm0..3): "
+                "MODEL.SWIN.OUT_FEATURES must be res2..res5"
+            )
+        width = out[norms[-1]].shape[0]
         out[_HF_UNUSED + "weight"] = torch.ones(width)
         out[_HF_UNUSED + "bias"] = torch.zeros(width)
     return out
