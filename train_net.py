@@ -29,8 +29,9 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import maskformer
+from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_train_loader, build_train_mapper
-from maskformer.engine import AMPTrainer, StepSeedHook, TrainingCheckpointer
+from maskformer.engine import AMPTrainer, StepSeedHook
 from maskformer.evaluation import build_evaluator
 from maskformer.solver import build_optimizer
 
@@ -40,7 +41,8 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__, except: DDP also on CPU (no device_ids there), AMP also on
-        # CPU, atomic checkpoints, and a data stream + dropout seeds that resume exactly.
+        # CPU, safe loading and atomic saving of checkpoints, and a data stream + dropout seeds
+        # that resume exactly.
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -60,7 +62,7 @@ class Trainer(DefaultTrainer):
             self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.data_sampler = data_loader.batch_sampler
-        self.checkpointer = TrainingCheckpointer(
+        self.checkpointer = MaskFormerCheckpointer(
             model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self), data_sampler=self.data_sampler
         )
         self.start_iter = 0
@@ -115,7 +117,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        TrainingCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        MaskFormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         return Trainer.test(cfg, model)

@@ -1,10 +1,17 @@
 """MaskFormer as a Detectron2 extension.
 
 Importing the package registers the `MaskFormer` meta-architecture, the `MaskFormerHead`
-sem-seg head and the pixel decoders in Detectron2's registries.
+sem-seg head, the pixel decoders and the `D2SwinTransformer` backbone in Detectron2's
+registries.
 """
 
 from . import data, modeling  # noqa: F401  (registration)
+from .checkpoint import MaskFormerCheckpointer
 from .config import add_maskformer_config, get_maskformer_cfg, merge_config_file
 
-__all__ = ["add_maskformer_config", "get_maskformer_cfg", "merge_config_file"]
+__all__ = [
+    "MaskFormerCheckpointer",
+    "add_maskformer_config",
+    "get_maskformer_cfg",
+    "merge_config_file",
+]

@@ -64,6 +64,25 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 0  # TransformerEncoderPixelDecoder layers
     cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"  # PIXEL_DECODER_REGISTRY name
 
+    # Swin backbone (MODEL.BACKBONE.NAME: "D2SwinTransformer"); the defaults are Swin-T.
+    cfg.MODEL.SWIN = CN()
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # pre-training image size: grid of the APE table
+    cfg.MODEL.SWIN.PATCH_SIZE = 4  # patch embedding stride (res2 has this stride)
+    cfg.MODEL.SWIN.EMBED_DIM = 96  # width of stage 1; stage i has EMBED_DIM * 2**i
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # transformer blocks per stage
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]  # attention heads per stage
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7  # attention window side, in tokens
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0  # MLP hidden width / block width
+    cfg.MODEL.SWIN.QKV_BIAS = True  # learn a bias for the q, k, v projections
+    cfg.MODEL.SWIN.QK_SCALE = None  # attention scale; None: head_dim ** -0.5
+    cfg.MODEL.SWIN.DROP_RATE = 0.0  # dropout after the embedding and projections
+    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0  # dropout of the attention weights
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3  # stochastic depth of the last block (linear from 0)
+    cfg.MODEL.SWIN.APE = False  # learned absolute position embedding
+    cfg.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
+    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # features to return
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False  # gradient checkpointing of every block (saves memory)
+
 
 class UnsafeConfigError(ValueError):
     """A config file asks YAML to construct Python objects (a `!!python/...` tag)."""

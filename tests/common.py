@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import List, Optional
 
@@ -56,6 +57,21 @@ def tiny_cfg(*opts, config_file: Optional[str] = None):
     return cfg
 
 
+# Appended to `tiny_cfg` options: a 4-stage Swin of width 32 instead of the ResNet-18.
+TINY_SWIN_OPTS = [
+    "MODEL.BACKBONE.NAME",
+    "D2SwinTransformer",
+    "MODEL.SWIN.EMBED_DIM",
+    32,
+    "MODEL.SWIN.DEPTHS",
+    [2, 2, 2, 2],
+    "MODEL.SWIN.NUM_HEADS",
+    [1, 2, 4, 8],
+    "MODEL.SWIN.WINDOW_SIZE",
+    7,
+]
+
+
 def sample(h: int, w: int, classes: List[int], seed: int = 0) -> dict:
     """A random image with one horizontal band per class (the bands tile the image)."""
     g = torch.Generator().manual_seed(seed)
@@ -69,3 +85,33 @@ def sample(h: int, w: int, classes: List[int], seed: int = 0) -> dict:
     inst.gt_masks = BitMasks(masks)
     out["instances"] = inst
     return out
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Overwrite every floating-point parameter and buffer with well-scaled random values.
+
+    Default initialisations leave many tensors constant (norm weights 1, biases 0, BatchNorm
+    statistics 0/1, Swin bias tables 0); comparisons between implementations would then not see
+    a swapped or transposed tensor. Matrices get N(0, 1/fan_in), norm weights and variances
+    U(0.5, 1.5), biases and means N(0, 0.2^2).
+    """
+    g = torch.Generator().manual_seed(seed)
+    new = {}
+    for name, v in module.state_dict().items():
+        if not v.is_floating_point():
+            new[name] = v
+        elif "relative_position_bias_table" in name:
+            new[name] = torch.randn(v.shape, generator=g)
+        elif v.dim() >= 2:
+            new[name] = torch.randn(v.shape, generator=g) / math.sqrt(v[0].numel())
+        elif name.endswith(("weight", "running_var")):
+            new[name] = torch.rand(v.shape, generator=g) + 0.5
+        else:
+            new[name] = torch.randn(v.shape, generator=g) * 0.2
+    module.load_state_dict(new)
+    return module
+
+
+def cfg_opts(overrides: dict) -> list:
+    """{"KEY": value} -> ["KEY", value, ...] for `get_maskformer_cfg` / `tiny_cfg`."""
+    return [x for kv in overrides.items() for x in kv]

@@ -29,6 +29,7 @@ def _reference(name):
     [
         ("ade20k/maskformer_R50.yaml", "keys_ade20k_R50.txt", 41_254_743),
         ("coco-panoptic/maskformer_panoptic_R50.yaml", "keys_coco_panoptic_R50.txt", 45_012_038),
+        ("ade20k/swin/maskformer_swin_tiny.yaml", "keys_ade20k_swin_tiny.txt", 41_757_009),
     ],
 )
 def test_official_key_layout(config, reference, expected_params):

@@ -1,7 +1,6 @@
-"""Training-loop pieces used by train_net.py: atomic checkpoints, exact resume, AMP anywhere."""
+"""Training-loop pieces used by train_net.py: exact resume, AMP on any device."""
 
 from .amp import AMPTrainer
-from .checkpoint import TrainingCheckpointer
 from .hooks import StepSeedHook
 
-__all__ = ["AMPTrainer", "StepSeedHook", "TrainingCheckpointer"]
+__all__ = ["AMPTrainer", "StepSeedHook"]

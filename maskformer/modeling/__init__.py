@@ -1,5 +1,6 @@
 """MaskFormer model parts; importing this registers them in Detectron2's registries."""
 
+from .backbone import D2SwinTransformer
 from .criterion import SetCriterion
 from .mask_former_head import MaskFormerHead
 from .matcher import HungarianMatcher
@@ -14,6 +15,7 @@ from .postprocessing import panoptic_inference, semantic_inference
 from .transformer_predictor import TransformerPredictor
 
 __all__ = [
+    "D2SwinTransformer",
     "PIXEL_DECODER_REGISTRY",
     "BasePixelDecoder",
     "HungarianMatcher",

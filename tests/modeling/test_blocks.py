@@ -55,7 +55,10 @@ def test_position_embedding_mask_equals_no_mask_when_nothing_is_padded():
 def test_mlp_shape_and_relu_placement():
     mlp = MLP(4, 8, 3, 3)
     assert [tuple(layer.weight.shape) for layer in mlp.layers] == [(8, 4), (8, 8), (3, 8)]
-    assert (mlp(torch.randn(5, 4)) < 0).any()  # no ReLU after the last layer
+    with torch.no_grad():
+        mlp.layers[-1].weight.zero_()
+        mlp.layers[-1].bias.fill_(-1.0)
+    assert (mlp(torch.randn(5, 4)) == -1).all()  # no ReLU after the last layer
 
 
 def test_base_pixel_decoder_shapes_and_keys():

@@ -1,0 +1,1 @@
+"""Weight and config conversion between MaskFormer and other layouts (Hugging Face, ImageNet)."""

@@ -1,0 +1,55 @@
+"""tools/analyze_model.py: parameter groups add up; fused attention is counted exactly."""
+
+import importlib.util
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from detectron2.modeling import build_model
+from fvcore.nn import FlopCountAnalysis
+
+from tests.common import REPO_ROOT, TINY_SWIN_OPTS, tiny_cfg
+
+
+def _tool():
+    path = os.path.join(REPO_ROOT, "tools", "analyze_model.py")
+    spec = importlib.util.spec_from_file_location("analyze_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Attention(torch.nn.Module):
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def test_fused_attention_is_counted_as_its_two_matrix_products():
+    q, k, v = torch.rand(2, 4, 10, 8), torch.rand(2, 4, 30, 8), torch.rand(2, 4, 30, 6)
+    flops = FlopCountAnalysis(_Attention(), (q, k, v))
+    flops.set_op_handle("aten::scaled_dot_product_attention", _tool().sdpa_flop_jit)
+    # q k^T: 2*4 heads x 10 x 30 x 8 multiply-adds; weights x v: 2*4 x 10 x 30 x 6.
+    assert flops.total() == 2 * 4 * 10 * 30 * (8 + 6)
+
+
+def test_parameters_and_flops_of_a_tiny_swin_model(tmp_path):
+    cfg = tiny_cfg(*TINY_SWIN_OPTS)
+    (tmp_path / "tiny_swin.yaml").write_text(cfg.dump())
+    result = _tool().main(
+        [
+            "--config-file", str(tmp_path / "tiny_swin.yaml"),
+            "--size", "64",
+            "--json", str(tmp_path / "analysis.json"),
+        ]
+    )  # fmt: skip
+    model = build_model(cfg)
+    params = result["params"]
+    assert params["total"] == sum(p.numel() for p in model.parameters())
+    assert params["backbone"] == sum(p.numel() for p in model.backbone.parameters())
+    assert sum(v for k, v in params.items() if k != "total") == params["total"]
+    flops = result["flops"]
+    assert flops["total"] > 0 and abs(sum(flops["parts"].values()) - flops["total"]) < 1
+    assert flops["by_operator"]["scaled_dot_product_attention"] > 0
+    assert min(flops["parts"].values()) > 0
+    assert json.loads((tmp_path / "analysis.json").read_text())["params"] == params
