@@ -1,7 +1,7 @@
 """MaskFormer as a Detectron2 extension.
 
-Importing the package registers the `MaskFormer` meta-architecture, the `MaskFormerHead`
-sem-seg head and the pixel decoders in Detectron2's registries.
+Importing the package registers the `MaskFormer` meta-architecture, the `MaskFormerHead` and
+per-pixel baseline sem-seg heads, the pixel decoders and the datasets in Detectron2's registries.
 """
 
 from . import data, modeling  # noqa: F401  (registration)
