@@ -4,6 +4,8 @@
     python train_net.py --config-file configs/ade20k/maskformer_R50.yaml --num-gpus 8
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS /path/to/model.pth
     python train_net.py --config-file ... --resume          # continue the run in OUTPUT_DIR
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS m.pth TEST.AUG.ENABLED True
+        # also evaluate with multi-scale + flip test-time augmentation (results "*_TTA")
 
 Without a GPU, `--num-gpus N` starts N CPU processes (gloo backend).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections import OrderedDict
 
 import torch
 from detectron2.engine import (
@@ -33,6 +36,7 @@ from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_train_loader, build_train_mapper
 from maskformer.engine import AMPTrainer, StepSeedHook
 from maskformer.evaluation import build_evaluator
+from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.solver import build_optimizer
 
 
@@ -101,6 +105,20 @@ class Trainer(DefaultTrainer):
         # DeepLab's builder adds WarmupPolyLR to Detectron2's schedulers.
         return build_lr_scheduler(cfg, optimizer)
 
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluate with TEST.AUG's multi-scale + flip; results are keyed "<task>_TTA"."""
+        logging.getLogger("maskformer").info("Running inference with test-time augmentation ...")
+        model = SemanticSegmentorWithTTA(cfg, model)
+        evaluators = [
+            cls.build_evaluator(
+                cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name)
+            )
+            for name in cfg.DATASETS.TEST
+        ]
+        res = cls.test(cfg, model, evaluators)
+        return OrderedDict((k + "_TTA", v) for k, v in res.items())
+
 
 def setup(args):
     cfg = maskformer.get_maskformer_cfg(args.config_file, args.opts)
@@ -120,7 +138,10 @@ def main(args):
         MaskFormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        return Trainer.test(cfg, model)
+        res = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            res.update(Trainer.test_with_TTA(cfg, model))
+        return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

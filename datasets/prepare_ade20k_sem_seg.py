@@ -12,34 +12,36 @@ Re-running skips files already converted; each file is written to a temporary na
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
+
+from maskformer.data.io import read_label_map
+from maskformer.data.preparation import datasets_root, process_all, save_image
 
 
-def convert(src: str, dst: str) -> None:
-    label = np.asarray(Image.open(src))
+def convert(name: str, src_dir: str, dst_dir: str) -> None:
+    src = os.path.join(src_dir, name)
+    label = read_label_map(src)
     if label.ndim != 2:
         raise ValueError(f"{src}: expected a single-channel label map, got shape {label.shape}")
     out = label.astype(np.int32) - 1  # 0 (unlabelled) -> -1
     out[out < 0] = 255
-    tmp = dst + ".tmp.png"
-    Image.fromarray(out.astype(np.uint8)).save(tmp)
-    os.replace(tmp, dst)
+    save_image(out.astype(np.uint8), os.path.join(dst_dir, name))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016"),
+        default=os.path.join(datasets_root(), "ADEChallengeData2016"),
         help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS)",
     )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     for split in ("training", "validation"):
         src_dir = os.path.join(args.root, "annotations", split)
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
         if not os.path.isdir(src_dir):
             print(
                 f"error: {src_dir} does not exist; unzip ADEChallengeData2016.zip into "
-                f"{os.path.dirname(args.root) or '.'} first",
+                f"{os.path.dirname(os.path.normpath(args.root)) or '.'} first",
                 file=sys.stderr,
             )
             return 1
@@ -55,8 +57,8 @@ def main(argv=None) -> int:
         names = sorted(n for n in os.listdir(src_dir) if n.endswith(".png"))
         todo = [n for n in names if not os.path.exists(os.path.join(dst_dir, n))]
         print(f"{split}: {len(names)} label maps, {len(names) - len(todo)} already converted")
-        for name in tqdm(todo, desc=split, unit="img"):
-            convert(os.path.join(src_dir, name), os.path.join(dst_dir, name))
+        job = functools.partial(convert, src_dir=src_dir, dst_dir=dst_dir)
+        process_all(job, todo, desc=split, workers=args.workers)
     return 0
 
 

@@ -1,8 +1,8 @@
 """MaskFormer as a Detectron2 extension.
 
-Importing the package registers the `MaskFormer` meta-architecture, the `MaskFormerHead`
-sem-seg head, the pixel decoders and the `D2SwinTransformer` backbone in Detectron2's
-registries.
+Importing the package registers the `MaskFormer` meta-architecture, the `MaskFormerHead` and
+per-pixel baseline sem-seg heads, the pixel decoders, the `D2SwinTransformer` backbone and the
+datasets in Detectron2's registries.
 """
 
 from . import data, modeling  # noqa: F401  (registration)

@@ -4,6 +4,7 @@ import glob
 import os
 
 import pytest
+import torch
 from detectron2.modeling import build_model
 
 from maskformer import get_maskformer_cfg
@@ -28,10 +29,16 @@ def test_config_loads(path):
 
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=_id)
-def test_config_builds(path):
+def test_config_builds_and_runs_a_forward(path):
+    """Full-size model with random weights, one 64x64 image: per-class scores of its size."""
     cfg = get_maskformer_cfg(path, ["MODEL.DEVICE", "cpu"])
-    model = build_model(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
     assert sum(p.numel() for p in model.parameters()) > 0
+    with torch.no_grad():
+        out = model([{"image": torch.rand(3, 64, 64) * 255}])
+    assert out[0]["sem_seg"].shape == (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, 64, 64)
+    assert torch.isfinite(out[0]["sem_seg"]).all()
 
 
 def test_python_tag_is_refused_with_file_and_tag(tmp_path):

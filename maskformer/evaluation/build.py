@@ -5,15 +5,11 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import (
-    CityscapesSemSegEvaluator,
-    DatasetEvaluator,
-    DatasetEvaluators,
-    SemSegEvaluator,
-)
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.utils import comm
 
 from ..data.io import load_sem_seg_label
+from .cityscapes import CityscapesSemSegEvaluator
 
 __all__ = ["EVALUATORS", "build_evaluator"]
 
@@ -31,6 +27,13 @@ def _sem_seg(dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvalua
 
 
 def _cityscapes_sem_seg(dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvaluator]:
+    try:
+        import cityscapesscripts  # noqa: F401  (CityscapesSemSegEvaluator runs its evaluation)
+    except ImportError:
+        raise ImportError(
+            f"Evaluating '{dataset_name}' needs the Cityscapes scripts: pip install "
+            "cityscapesscripts (or pip install -e '.[cityscapes]')"
+        ) from None
     if comm.get_world_size() > comm.get_local_size():
         raise RuntimeError(
             "CityscapesSemSegEvaluator works on a single machine only (it writes predictions to "

@@ -5,6 +5,7 @@ from .criterion import SetCriterion
 from .mask_former_head import MaskFormerHead
 from .matcher import HungarianMatcher
 from .meta_arch import MaskFormer
+from .per_pixel_baseline import PerPixelBaselineHead, PerPixelBaselinePlusHead
 from .pixel_decoder import (
     PIXEL_DECODER_REGISTRY,
     BasePixelDecoder,
@@ -12,6 +13,7 @@ from .pixel_decoder import (
     build_pixel_decoder,
 )
 from .postprocessing import panoptic_inference, semantic_inference
+from .test_time_augmentation import SemanticSegmentorWithTTA
 from .transformer_predictor import TransformerPredictor
 
 __all__ = [
@@ -21,6 +23,9 @@ __all__ = [
     "HungarianMatcher",
     "MaskFormer",
     "MaskFormerHead",
+    "PerPixelBaselineHead",
+    "PerPixelBaselinePlusHead",
+    "SemanticSegmentorWithTTA",
     "SetCriterion",
     "TransformerEncoderPixelDecoder",
     "TransformerPredictor",

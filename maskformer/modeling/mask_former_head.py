@@ -37,32 +37,41 @@ class MaskFormerHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        in_feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
-        if in_feature == "transformer_encoder":
-            # Produced by TransformerEncoderPixelDecoder at the decoder's width.
-            in_channels = cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM
-        elif in_feature in input_shape:
-            in_channels = input_shape[in_feature].channels
-        else:
-            raise KeyError(
-                f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE is '{in_feature}'; expected one of the "
-                f"backbone features {sorted(input_shape)} or 'transformer_encoder'"
-            )
+        in_channels = predictor_in_channels(cfg, input_shape)
         return {
             "pixel_decoder": build_pixel_decoder(cfg, input_shape),
             "predictor": TransformerPredictor(cfg, in_channels, mask_classification=True),
-            "transformer_in_feature": in_feature,
+            "transformer_in_feature": cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE,
         }
 
     def forward(self, features: Dict[str, Tensor]) -> Dict[str, object]:
         """features: backbone features by name. Returns the predictor's output dict."""
         mask_features, extra = self.pixel_decoder(features)
-        name = self.transformer_in_feature
-        x = extra[name] if name in extra else features.get(name)
-        if x is None:
-            raise KeyError(
-                f"Feature '{name}' (MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE) was not produced; "
-                f"available: {sorted(features) + sorted(extra)}. 'transformer_encoder' needs "
-                "PIXEL_DECODER_NAME: TransformerEncoderPixelDecoder."
-            )
+        x = attended_feature(self.transformer_in_feature, features, extra)
         return self.predictor(x, mask_features)
+
+
+def predictor_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:
+    """Channels of the feature named by MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE."""
+    in_feature = cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE
+    if in_feature == "transformer_encoder":
+        # Produced by TransformerEncoderPixelDecoder at the decoder's width.
+        return cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM
+    if in_feature in input_shape:
+        return input_shape[in_feature].channels
+    raise KeyError(
+        f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE is '{in_feature}'; expected one of the "
+        f"backbone features {sorted(input_shape)} or 'transformer_encoder'"
+    )
+
+
+def attended_feature(name: str, features: Dict[str, Tensor], extra: Dict[str, Tensor]) -> Tensor:
+    """The feature the predictor attends to: a pixel-decoder output or a backbone feature."""
+    x = extra[name] if name in extra else features.get(name)
+    if x is None:
+        raise KeyError(
+            f"Feature '{name}' (MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE) was not produced; "
+            f"available: {sorted(features) + sorted(extra)}. 'transformer_encoder' needs "
+            "PIXEL_DECODER_NAME: TransformerEncoderPixelDecoder."
+        )
+    return x

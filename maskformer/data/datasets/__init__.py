@@ -1,10 +1,30 @@
-"""Dataset registrations; importing this module registers them in Detectron2's catalog."""
+"""Dataset registrations; importing this module registers them in Detectron2's catalog.
+
+Datasets are looked for under $DETECTRON2_DATASETS (default: ./datasets), as in Detectron2;
+datasets/README.md describes the expected layouts.
+"""
+
+import os
 
 from .ade20k import register_ade20k_sem_seg
+from .ade20k_full import register_ade20k_full_sem_seg
+from .cityscapes import register_cityscapes_sem_seg
+from .coco_stuff import register_coco_stuff_sem_seg
 from .custom import register_sem_seg_folder
+from .mapillary_vistas import register_mapillary_vistas_sem_seg
 from .quickstart import register_quickstart
 
+
+def register_all(root: str) -> None:
+    """Register the built-in semantic datasets that live under `root`."""
+    register_ade20k_full_sem_seg(root)
+    register_coco_stuff_sem_seg(root)
+    register_mapillary_vistas_sem_seg(root)
+    register_cityscapes_sem_seg(root)
+
+
 register_ade20k_sem_seg()
+register_all(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
 register_quickstart()
 
-__all__ = ["register_sem_seg_folder"]
+__all__ = ["register_all", "register_sem_seg_folder"]

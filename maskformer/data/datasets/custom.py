@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import colorsys
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
-__all__ = ["default_colors", "register_sem_seg_folder"]
+__all__ = ["default_colors", "register_sem_seg_folder", "unregister"]
 
 
 def default_colors(n: int) -> List[List[int]]:
@@ -21,12 +21,21 @@ def default_colors(n: int) -> List[List[int]]:
     return colors
 
 
-def _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare):
+def unregister(name: str) -> None:
+    """Remove `name` from both catalogs, so that it can be registered again (e.g. elsewhere)."""
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    if name in MetadataCatalog.list():
+        MetadataCatalog.remove(name)
+
+
+def _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare, how_to_prepare):
     if prepare is not None:
         prepare()
     for what, path in (("image", image_root), ("label", sem_seg_root)):
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"Dataset '{name}': {what} directory {path} does not exist")
+            message = f"Dataset '{name}': {what} directory {path} does not exist."
+            raise FileNotFoundError(f"{message} {how_to_prepare}" if how_to_prepare else message)
     return load_sem_seg(sem_seg_root, image_root, gt_ext=gt_ext, image_ext=image_ext)
 
 
@@ -42,6 +51,8 @@ def register_sem_seg_folder(
     gt_ext: str = "png",
     evaluator_type: str = "sem_seg",
     prepare: Optional[Callable[[], None]] = None,
+    how_to_prepare: str = "",
+    dataset_id_to_contiguous_id: Optional[Dict[int, int]] = None,
 ) -> None:
     """Register a semantic segmentation dataset stored as two parallel folders.
 
@@ -59,14 +70,26 @@ def register_sem_seg_folder(
         image_ext, gt_ext: file extensions of images and label maps.
         evaluator_type: how `train_net.py` evaluates it ("sem_seg").
         prepare: called before every load of the file list, e.g. to generate the data once.
+        how_to_prepare: appended to the error raised when a directory is missing: where the data
+            is expected and which script makes it.
+        dataset_id_to_contiguous_id: the dataset's own class ids -> label values, for datasets
+            whose official ids are not 0..K-1 (SemSegEvaluator writes the dataset ids into its
+            JSON predictions).
     """
     classes = list(classes)
     colors = [list(c) for c in colors] if colors is not None else default_colors(len(classes))
     if len(colors) != len(classes):
         raise ValueError(f"Dataset '{name}': {len(classes)} classes but {len(colors)} colours")
     DatasetCatalog.register(
-        name, lambda: _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare)
+        name,
+        lambda: _load_folder(
+            name, image_root, sem_seg_root, image_ext, gt_ext, prepare, how_to_prepare.strip()
+        ),
     )
+    if dataset_id_to_contiguous_id is not None:
+        MetadataCatalog.get(name).set(
+            stuff_dataset_id_to_contiguous_id=dict(dataset_id_to_contiguous_id)
+        )
     MetadataCatalog.get(name).set(
         stuff_classes=classes,
         stuff_colors=colors,

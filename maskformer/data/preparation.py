@@ -1,0 +1,76 @@
+"""Shared plumbing of the dataset preparation scripts in `datasets/`.
+
+Conventions every script follows: inputs and outputs live under $DETECTRON2_DATASETS (default
+./datasets), overridable with `--root`; a file is written under a temporary name and renamed
+into place, so an interrupted run never leaves a truncated file under its final name; a re-run
+skips every output that exists already; progress is shown with tqdm.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from typing import Callable, Iterable, Sequence, TypeVar
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+__all__ = ["copy_file", "datasets_root", "process_all", "save_image", "write_atomically"]
+
+T = TypeVar("T")
+
+# Output format by extension: PIL must be told, since temporary names end in ".tmp".
+_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def datasets_root() -> str:
+    """$DETECTRON2_DATASETS, or "datasets" as in Detectron2."""
+    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
+
+
+def write_atomically(path: str, write: Callable[[str], None]) -> None:
+    """`write(tmp)` then rename `tmp` to `path`.
+
+    The temporary name ends in ".tmp", not in the data extension, so that a file left by a killed
+    run is never listed by a loader that globs "*.png" (and is overwritten by the re-run).
+    """
+    tmp = path + ".tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_image(array: np.ndarray, path: str) -> None:
+    """Save a label map or image losslessly where the format allows (uint16 -> 16-bit TIFF/PNG)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _FORMATS:
+        raise ValueError(f"{path}: unsupported extension '{ext}'; use one of {sorted(_FORMATS)}")
+    write_atomically(path, lambda tmp: Image.fromarray(array).save(tmp, format=_FORMATS[ext]))
+
+
+def copy_file(src: str, dst: str) -> None:
+    write_atomically(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def process_all(
+    fn: Callable[[T], None], items: Sequence[T], *, desc: str, workers: int = 1
+) -> None:
+    """Call `fn(item)` for every item with a progress bar, in `workers` processes if > 1.
+
+    `fn` must be picklable (a module-level function or a functools.partial of one).
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in tqdm(items, desc=desc, unit="img"):
+            fn(item)
+        return
+    # fork: the scripts' job functions live in __main__, which spawn could not re-import.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done: Iterable[None] = pool.imap_unordered(fn, items, chunksize=8)
+        for _ in tqdm(done, total=len(items), desc=desc, unit="img"):
+            pass
