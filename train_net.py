@@ -126,6 +126,14 @@ def setup(args):
         logging.getLogger(__name__).warning("CUDA is not available: training on the CPU")
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    if (
+        cfg.MODEL.DEVICE == "cpu"
+        and comm.get_local_size() > 1
+        and "OMP_NUM_THREADS" not in os.environ
+    ):
+        # N processes with all cores' worth of threads each oversubscribe the CPU many times
+        # over (OpenMP threads spin while waiting); give each process its share.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_local_size()))
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="maskformer")
     return cfg

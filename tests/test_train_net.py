@@ -129,6 +129,8 @@ def test_two_process_cpu_training(tmp_path):
         "train_net.py",
         "--num-gpus",
         "2",
+        "--dist-url",
+        "auto",  # a free port: the default is the same for every run of this user
         "--config-file",
         f"configs/{QUICKSTART}",
     ]
