@@ -1,9 +1,10 @@
 """A generated semantic-segmentation dataset for trying MaskFormer without downloading anything.
 
-Coloured, textured shapes of five classes on a cluttered background, with a thin "ignore" band
-along every object boundary (as in PASCAL VOC). It is written once, in the ADE20K on-disk layout
-(`images/{training,validation}/*.jpg`, `annotations_detectron2/{training,validation}/*.png`),
-under `$MASKFORMER_CACHE/quickstart-v1` (default `~/.cache/maskformer`), and registered as
+Randomly coloured shapes of five classes, each with its own texture, on a cluttered background,
+with a thin "ignore" band along every object boundary (as in PASCAL VOC). It is written once, in
+the ADE20K on-disk layout (`images/{training,validation}/*.jpg`,
+`annotations_detectron2/{training,validation}/*.png`),
+under `$MASKFORMER_CACHE/quickstart-v3` (default `~/.cache/maskformer`), and registered as
 `quickstart_sem_seg_train` / `quickstart_sem_seg_val` like a real dataset. Tests use
 `write_shapes_split` to make small datasets of the same kind.
 """
@@ -38,11 +39,9 @@ QUICKSTART_COLORS = [
     [200, 60, 200],
 ]
 IGNORE_LABEL = 255
-_VERSION = "quickstart-v1"
+_VERSION = "quickstart-v3"
 # split -> (folder name, number of images, seed)
 _SPLITS = {"train": ("training", 400, 1), "val": ("validation", 60, 2)}
-# Hue (OpenCV's 0-180 scale) around which each object class is coloured.
-_CLASS_HUES = {1: 0, 2: 60, 3: 120, 4: 28, 5: 150}
 
 
 def quickstart_root() -> str:
@@ -93,20 +92,18 @@ def _shape_mask(cls: int, h: int, w: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _texture(cls: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A brightness pattern characteristic of the class, in [0.6, 1.0]."""
+    """A brightness pattern characteristic of the class, in [0.55, 1.0]."""
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    period = float(rng.uniform(5, 9))
-    if cls == 1:  # dots
-        pattern = np.sin(xx / period * 2 * np.pi) * np.sin(yy / period * 2 * np.pi) > 0.3
-    elif cls == 2:  # stripes
-        pattern = np.sin((xx + yy) / period * 2 * np.pi) > 0
-    elif cls == 3:  # checker
-        pattern = (np.floor(xx / period) + np.floor(yy / period)) % 2 == 0
-    elif cls == 4:  # plain
+    period = float(rng.uniform(6, 10))
+    if cls in (1, 4):  # disc, ring: plain (their shapes differ: filled vs hollow)
         pattern = np.ones((h, w), bool)
-    else:  # horizontal stripes
+    elif cls == 2:  # square: diagonal stripes
+        pattern = np.sin((xx + yy) / period * 2 * np.pi) > 0
+    elif cls == 3:  # triangle: checker
+        pattern = (np.floor(xx / period) + np.floor(yy / period)) % 2 == 0
+    else:  # cross: horizontal stripes
         pattern = np.sin(yy / period * 2 * np.pi) > 0
-    return np.where(pattern, 1.0, 0.6).astype(np.float32)
+    return np.where(pattern, 1.0, 0.55).astype(np.float32)
 
 
 def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -116,7 +113,8 @@ def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.nd
     for _ in range(int(rng.integers(2, 6))):
         cls = int(rng.integers(1, len(QUICKSTART_CLASSES)))
         mask = _shape_mask(cls, h, w, rng)
-        hue = (_CLASS_HUES[cls] + rng.integers(-6, 7)) % 180
+        # Any hue for any class: classes differ by shape and texture, not by colour.
+        hue = rng.integers(0, 180)
         hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(170, 256)]]])
         color = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
         paint = color[None, None] * _texture(cls, h, w, rng)[..., None]
