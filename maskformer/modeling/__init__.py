@@ -10,7 +10,7 @@ from .pixel_decoder import (
     TransformerEncoderPixelDecoder,
     build_pixel_decoder,
 )
-from .postprocessing import panoptic_inference, semantic_inference
+from .postprocessing import instance_inference, panoptic_inference, semantic_inference
 from .transformer_predictor import TransformerPredictor
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "TransformerEncoderPixelDecoder",
     "TransformerPredictor",
     "build_pixel_decoder",
+    "instance_inference",
     "panoptic_inference",
     "semantic_inference",
 ]
