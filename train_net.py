@@ -98,6 +98,11 @@ class Trainer(DefaultTrainer):
         dataset it is evaluated on (its thing and stuff classes)."""
         if isinstance(evaluators, DatasetEvaluator):
             evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(
+                f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} datasets in "
+                f"DATASETS.TEST {cfg.DATASETS.TEST}: give one per dataset"
+            )
         results = OrderedDict()
         for i, dataset_name in enumerate(cfg.DATASETS.TEST):
             one = cfg.clone()
