@@ -34,13 +34,13 @@ def pq_compute_multi_core(
     from panopticapi.evaluation import PQStat, pq_compute_single_core
 
     n = max(1, min(num_workers, len(matched_annotations), os.cpu_count() or 1))
-    chunks = [matched_annotations[i::n] for i in range(n)]
     pq_stat = PQStat()
     if n == 1:
         pq_stat += pq_compute_single_core(
             0, matched_annotations, gt_folder, pred_folder, categories
         )
         return pq_stat
+    chunks = [matched_annotations[i::n] for i in range(n)]  # per-image sums: any split will do
     with multiprocessing.Pool(processes=n) as pool:
         results = [
             pool.apply_async(pq_compute_single_core, (i, chunk, gt_folder, pred_folder, categories))
