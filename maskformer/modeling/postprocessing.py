@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Collection, Dict, List, Optional, Tuple
 
 import torch
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
-__all__ = ["instance_inference", "panoptic_inference", "semantic_inference"]
+__all__ = ["instance_inference", "mask_boxes", "panoptic_inference", "semantic_inference"]
 
 
 def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
@@ -93,6 +93,31 @@ def panoptic_inference(
     return panoptic_seg, segments_info
 
 
+def mask_boxes(masks: Tensor) -> Tensor:
+    """Tight boxes of binary masks, as Detectron2's `BitMasks.get_bounding_boxes` computes them,
+    without its per-mask loop (and host syncs on a GPU).
+
+    Args:
+        masks: (D, H, W) bool.
+    Returns:
+        (D, 4) float XYXY boxes, right and bottom exclusive; zeros for an empty mask.
+    """
+    d, h, w = masks.shape
+    cols, rows = masks.any(1), masks.any(2)  # (D, W), (D, H)
+    xs = torch.arange(w, device=masks.device).expand(d, w)
+    ys = torch.arange(h, device=masks.device).expand(d, h)
+    boxes = torch.stack(
+        [
+            torch.where(cols, xs, w).amin(1),
+            torch.where(rows, ys, h).amin(1),
+            torch.where(cols, xs + 1, 0).amax(1),
+            torch.where(rows, ys + 1, 0).amax(1),
+        ],
+        dim=1,
+    ).float()
+    return boxes * cols.any(1, keepdim=True)
+
+
 def instance_inference(
     mask_cls: Tensor,
     mask_pred: Tensor,
@@ -151,7 +176,7 @@ def instance_inference(
 
     masks = binary[which[keep]]
     result.pred_masks = masks
-    result.pred_boxes = BitMasks(masks).get_bounding_boxes().to(device)
+    result.pred_boxes = Boxes(mask_boxes(masks))
     result.scores = scores[keep]
     result.pred_classes = labels[keep]
     return result
