@@ -27,6 +27,7 @@ from detectron2.engine import (
     default_setup,
     launch,
 )
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -34,8 +35,8 @@ from detectron2.utils.logger import setup_logger
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_train_loader, build_train_mapper
-from maskformer.engine import AMPTrainer, StepSeedHook
-from maskformer.evaluation import build_evaluator
+from maskformer.engine import AMPTrainer, StepSeedHook, post_processing_for
+from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.solver import build_optimizer
 
@@ -94,7 +95,29 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_evaluator(dataset_name, output_folder)
+        return build_evaluator(dataset_name, output_folder, evaluation_options(cfg))
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer.test, one dataset at a time, with the model post-processing for the
+        dataset it is evaluated on (its thing and stuff classes)."""
+        if isinstance(evaluators, DatasetEvaluator):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(
+                f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} datasets in "
+                f"DATASETS.TEST {cfg.DATASETS.TEST}: give one per dataset"
+            )
+        results = OrderedDict()
+        for i, dataset_name in enumerate(cfg.DATASETS.TEST):
+            one = cfg.clone()
+            one.defrost()
+            one.DATASETS.TEST = (dataset_name,)
+            with post_processing_for(model, dataset_name):
+                results[dataset_name] = super().test(
+                    one, model, None if evaluators is None else [evaluators[i]]
+                )
+        return list(results.values())[0] if len(results) == 1 else results
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -53,11 +53,19 @@ def add_maskformer_config(cfg: CN) -> None:
 
     # inference
     cfg.MODEL.MASK_FORMER.TEST = CN()
-    cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False  # also output "panoptic_seg"
+    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True  # output "sem_seg" (K score maps)
+    cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False  # output "panoptic_seg"
+    # Output "instances"; at most TEST.DETECTIONS_PER_IMAGE per image, thing classes only.
+    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
+    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_SCORE_THRESHOLD = 0.0  # instance: keep scores above this
     cfg.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0  # panoptic: min class score of a query
     cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible/full mask area
     # Resize mask logits to the output size before combining them (exact but memory-hungry).
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+
+    # evaluation
+    # Processes computing PQ; panopticapi alone would start one per CPU of the machine.
+    cfg.TEST.PANOPTIC_EVAL_WORKERS = 4
 
     # pixel decoder
     cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256  # per-pixel embedding dimension

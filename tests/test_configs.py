@@ -30,15 +30,29 @@ def test_config_loads(path):
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=_id)
 def test_config_builds_and_runs_a_forward(path):
-    """Full-size model with random weights, one 64x64 image: per-class scores of its size."""
+    """Full-size model with random weights, one 64x64 image: the outputs the config turns on,
+    at the image's size."""
     cfg = get_maskformer_cfg(path, ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     assert sum(p.numel() for p in model.parameters()) > 0
     with torch.no_grad():
-        out = model([{"image": torch.rand(3, 64, 64) * 255}])
-    assert out[0]["sem_seg"].shape == (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, 64, 64)
-    assert torch.isfinite(out[0]["sem_seg"]).all()
+        out = model([{"image": torch.rand(3, 64, 64) * 255}])[0]
+    # The per-pixel baselines (Detectron2's SemanticSegmentor) have no MaskFormer test options.
+    test = cfg.MODEL.MASK_FORMER.TEST
+    is_mask_former = cfg.MODEL.META_ARCHITECTURE == "MaskFormer"
+    if test.SEMANTIC_ON or not is_mask_former:
+        assert out["sem_seg"].shape == (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, 64, 64)
+        assert torch.isfinite(out["sem_seg"]).all()
+    if is_mask_former and test.PANOPTIC_ON:
+        assert out["panoptic_seg"][0].shape == (64, 64)
+    if is_mask_former and test.INSTANCE_ON:
+        assert out["instances"].image_size == (64, 64)
+    expected = {"sem_seg"} if not is_mask_former else {
+        k for k, on in [("sem_seg", test.SEMANTIC_ON), ("panoptic_seg", test.PANOPTIC_ON),
+                        ("instances", test.INSTANCE_ON)] if on
+    }  # fmt: skip
+    assert set(out) == expected
 
 
 def test_python_tag_is_refused_with_file_and_tag(tmp_path):

@@ -3,16 +3,22 @@
 from . import datasets  # noqa: F401  (registration)
 from .build import MAPPERS, build_train_loader, build_train_mapper
 from .dataset_mapper import (
+    DETRPanopticDatasetMapper,
     MaskFormerDatasetMapper,
+    MaskFormerPanopticDatasetMapper,
     MaskFormerSemanticDatasetMapper,
+    PanopticTargetBuilder,
     SemanticTargetBuilder,
 )
 from .io import load_sem_seg_label, read_image, read_label_map
 
 __all__ = [
     "MAPPERS",
+    "DETRPanopticDatasetMapper",
     "MaskFormerDatasetMapper",
+    "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
+    "PanopticTargetBuilder",
     "SemanticTargetBuilder",
     "build_train_loader",
     "build_train_mapper",

@@ -23,7 +23,11 @@ from detectron2.data.build import trivial_batch_collator
 from detectron2.utils import comm
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .dataset_mapper import MaskFormerSemanticDatasetMapper
+from .dataset_mapper import (
+    DETRPanopticDatasetMapper,
+    MaskFormerPanopticDatasetMapper,
+    MaskFormerSemanticDatasetMapper,
+)
 
 __all__ = [
     "MAPPERS",
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 # INPUT.DATASET_MAPPER_NAME -> mapper class (built as cls(cfg, is_train=True)).
 MAPPERS: Dict[str, Callable] = {
     "mask_former_semantic": MaskFormerSemanticDatasetMapper,
+    "mask_former_panoptic": MaskFormerPanopticDatasetMapper,
+    "detr_panoptic": DETRPanopticDatasetMapper,
 }
 
 

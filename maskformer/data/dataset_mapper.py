@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Callable, Dict, List, Mapping
+from typing import Callable, Collection, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,13 +20,22 @@ from detectron2.data import transforms as T
 from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import BitMasks, Instances
 
-from .io import read_image, read_label_map
-from .targets import check_semantic_labels, semantic_targets
+from .io import read_image, read_label_map, rgb_to_panoptic_ids
+from .targets import (
+    check_panoptic_labels,
+    check_semantic_labels,
+    panoptic_targets,
+    semantic_targets,
+)
 
 __all__ = [
+    "DETRPanopticDatasetMapper",
     "MaskFormerDatasetMapper",
+    "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
+    "PanopticTargetBuilder",
     "SemanticTargetBuilder",
+    "detr_augmentations",
     "semantic_augmentations",
 ]
 
@@ -70,6 +79,72 @@ class SemanticTargetBuilder:
         return make_instances(classes, masks, sem_seg.shape)
 
 
+class PanopticTargetBuilder:
+    """Targets of panoptic segmentation: one mask per non-crowd segment of the panoptic PNG.
+
+    The PNG is augmented as RGB (nearest-neighbour, like the image's label maps) and decoded to
+    segment ids afterwards; its padding is black, i.e. id 0, void.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_ids: Collection[int],
+        *,
+        semantic_ignore_label: Optional[int] = None,
+    ):
+        """
+        Args:
+            num_classes: K; `class_ids` outside [0, K) are not valid either.
+            class_ids: contiguous class ids declared by the training datasets' metadata.
+            semantic_ignore_label: if given, the semantic map ("sem_seg_file_name") is loaded
+                too, augmented with the rest (the category-area crop looks at it) and checked;
+                this is its ignore value.
+        """
+        self.num_classes = num_classes
+        self.class_ids = {int(c) for c in class_ids if 0 <= c < num_classes}
+        self.semantic_ignore_label = semantic_ignore_label
+        self.label_files = {"pan_seg": ("pan_seg_file_name", 0)}
+        if semantic_ignore_label is not None:
+            self.label_files["sem_seg"] = ("sem_seg_file_name", semantic_ignore_label)
+
+    @staticmethod
+    def _segments(dataset_dict: Dict) -> Sequence[Dict]:
+        if "segments_info" not in dataset_dict:
+            raise KeyError(
+                f"{dataset_dict['pan_seg_file_name']}: dataset dict has no 'segments_info'; "
+                "panoptic mappers need COCO-panoptic style dataset dicts"
+            )
+        return dataset_dict["segments_info"]
+
+    def check(self, labels: Mapping[str, np.ndarray], dataset_dict: Dict) -> None:
+        file_name = dataset_dict["pan_seg_file_name"]
+        pan_ids = rgb_to_panoptic_ids(labels["pan_seg"], file_name)
+        check_panoptic_labels(pan_ids, self._segments(dataset_dict), self.class_ids, file_name)
+        if "sem_seg" in labels:
+            check_semantic_labels(
+                labels["sem_seg"],
+                self.num_classes,
+                self.semantic_ignore_label,
+                dataset_dict["sem_seg_file_name"],
+            )
+
+    def __call__(self, labels: Mapping[str, np.ndarray], dataset_dict: Dict) -> Instances:
+        pan_ids = rgb_to_panoptic_ids(labels["pan_seg"], dataset_dict["pan_seg_file_name"])
+        classes, masks = panoptic_targets(pan_ids, self._segments(dataset_dict))
+        return make_instances(classes, masks, pan_ids.shape)
+
+
+def dataset_class_ids(dataset_names: Sequence[str]) -> List[int]:
+    """Contiguous class ids (things and stuff) declared by the datasets' metadata."""
+    ids = set()
+    for name in dataset_names:
+        meta = MetadataCatalog.get(name)
+        for key in ("thing_dataset_id_to_contiguous_id", "stuff_dataset_id_to_contiguous_id"):
+            ids.update(meta.get(key, {}).values())
+    return sorted(ids)
+
+
 def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
     """The official semantic training augmentations: resize, category-constrained crop, SSD
     colour jitter, horizontal flip."""
@@ -90,6 +165,26 @@ def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
     if cfg.INPUT.COLOR_AUG_SSD:
         augs.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
     augs.append(T.RandomFlip())
+    return augs
+
+
+def detr_augmentations(cfg) -> List[T.Augmentation]:
+    """DETR's COCO augmentation: horizontal flip; half of the time, resize the short side to
+    400/500/600 and crop a random INPUT.CROP.SIZE region; then resize to the training scale."""
+    augs: List[T.Augmentation] = [T.RandomFlip()]
+    if cfg.INPUT.CROP.ENABLED:
+        crop = T.AugmentationList(
+            [
+                T.ResizeShortestEdge([400, 500, 600], sample_style="choice"),
+                T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE),
+            ]
+        )
+        augs.append(T.RandomApply(crop, prob=0.5))
+    augs.append(
+        T.ResizeShortestEdge(
+            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+        )
+    )
     return augs
 
 
@@ -202,5 +297,47 @@ class MaskFormerSemanticDatasetMapper(MaskFormerDatasetMapper):
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
             "target_builder": SemanticTargetBuilder(
                 cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore_label
+            ),
+        }
+
+
+class MaskFormerPanopticDatasetMapper(MaskFormerDatasetMapper):
+    """`INPUT.DATASET_MAPPER_NAME: mask_former_panoptic` (ADE20K panoptic): the semantic
+    augmentations applied to the image, semantic map and panoptic PNG together; one target mask
+    per non-crowd segment."""
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+        ignore_label = meta.get("ignore_label", cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE)
+        num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        return {
+            "is_train": is_train,
+            "augmentations": semantic_augmentations(cfg, ignore_label),
+            "image_format": cfg.INPUT.FORMAT,
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "target_builder": PanopticTargetBuilder(
+                num_classes,
+                dataset_class_ids(cfg.DATASETS.TRAIN) or range(num_classes),
+                semantic_ignore_label=ignore_label,
+            ),
+        }
+
+
+class DETRPanopticDatasetMapper(MaskFormerDatasetMapper):
+    """`INPUT.DATASET_MAPPER_NAME: detr_panoptic` (COCO panoptic): DETR's flip / resize / crop
+    augmentation on the image and panoptic PNG; one target mask per non-crowd segment."""
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        return {
+            "is_train": is_train,
+            "augmentations": detr_augmentations(cfg),
+            "image_format": cfg.INPUT.FORMAT,
+            # -1 in the COCO recipe: DETR's augmentation pads nothing.
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "target_builder": PanopticTargetBuilder(
+                num_classes, dataset_class_ids(cfg.DATASETS.TRAIN) or range(num_classes)
             ),
         }

@@ -1,13 +1,22 @@
-"""Reading images and label maps, with errors that name the file."""
+"""Reading and writing images and label maps, with errors that name the file."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from detectron2.data import detection_utils as utils
 from detectron2.utils.file_io import PathManager
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["read_image", "read_label_map", "load_sem_seg_label"]
+__all__ = [
+    "load_sem_seg_label",
+    "panoptic_ids_to_rgb",
+    "read_image",
+    "read_label_map",
+    "rgb_to_panoptic_ids",
+    "save_png_atomically",
+]
 
 
 def read_image(file_name: str, image_format: str) -> np.ndarray:
@@ -44,3 +53,29 @@ def load_sem_seg_label(file_name: str, dtype=int) -> np.ndarray:
             "(H, W) label map"
         )
     return label.astype(dtype)
+
+
+def rgb_to_panoptic_ids(rgb: np.ndarray, file_name: str = "panoptic map") -> np.ndarray:
+    """(H, W, 3) uint8 COCO-panoptic PNG pixels -> (H, W) int64 segment ids R + 256 G + 256^2 B."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(
+            f"{file_name}: a panoptic PNG must be RGB (segment id = R + 256 G + 256^2 B), but it "
+            f"reads as an array of shape {rgb.shape}"
+        )
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def panoptic_ids_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """(H, W) segment ids in [0, 2^24) -> (H, W, 3) uint8 COCO-panoptic PNG pixels."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
+        raise ValueError(f"panoptic ids must be in [0, 2^24), got {ids.min()}..{ids.max()}")
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def save_png_atomically(array: np.ndarray, path: str) -> None:
+    """Write a uint8 (H, W) or (H, W, 3) array as a PNG that appears complete or not at all."""
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    Image.fromarray(array).save(tmp)
+    os.replace(tmp, path)

@@ -1,32 +1,88 @@
-"""Evaluators chosen by the `evaluator_type` of the dataset being evaluated."""
+"""Evaluators chosen by the `evaluator_type` of the dataset being evaluated and by the outputs the
+model produces (MODEL.MASK_FORMER.TEST.{SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON})."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    SemSegEvaluator,
+)
 from detectron2.utils import comm
 
 from ..data.io import load_sem_seg_label
 from .cityscapes import CityscapesSemSegEvaluator
+from .panoptic_evaluation import BoundedCOCOPanopticEvaluator
 
-__all__ = ["EVALUATORS", "build_evaluator"]
+__all__ = ["EVALUATORS", "EvaluationOptions", "build_evaluator"]
+
+logger = logging.getLogger(__name__)
 
 
-def _sem_seg(dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvaluator]:
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """Which model outputs exist to be evaluated, and how."""
+
+    semantic: bool = True  # "sem_seg"
+    panoptic: bool = False  # "panoptic_seg"
+    instance: bool = False  # "instances"
+    panoptic_workers: int = 4  # processes computing PQ
+
+
+def _semantic(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
     # Our label loader reads 16-bit maps and works with numpy 2 (Detectron2's default does not).
-    return [
-        SemSegEvaluator(
-            dataset_name,
-            distributed=True,
-            output_dir=output_dir,
-            sem_seg_loading_fn=load_sem_seg_label,
+    return SemSegEvaluator(
+        dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=load_sem_seg_label
+    )
+
+
+def _instance(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
+    # Boxes are the masks' bounding boxes, so box AP means something too.
+    return COCOEvaluator(
+        dataset_name, tasks=("bbox", "segm"), distributed=True, output_dir=output_dir
+    )
+
+
+def _sem_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
+    return [_semantic(dataset_name, output_dir)] if options.semantic else []
+
+
+def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
+    """PQ; mIoU if the dataset has semantic maps; AP if it has a COCO instances JSON."""
+    meta = MetadataCatalog.get(dataset_name)
+    evaluators: List[DatasetEvaluator] = []
+    if options.semantic and meta.get("sem_seg_root"):
+        evaluators.append(_semantic(dataset_name, output_dir))
+    if options.panoptic:
+        evaluators.append(
+            BoundedCOCOPanopticEvaluator(
+                dataset_name, output_dir, num_workers=options.panoptic_workers
+            )
         )
-    ]
+    if options.instance:
+        if meta.get("json_file"):
+            evaluators.append(_instance(dataset_name, output_dir))
+        else:
+            logger.warning(
+                f"Dataset '{dataset_name}' has no COCO instances JSON (metadata 'json_file'): "
+                "instance output is not evaluated"
+            )
+    return evaluators
 
 
-def _cityscapes_sem_seg(dataset_name: str, output_dir: Optional[str]) -> List[DatasetEvaluator]:
+def _coco_instances(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
+    return [_instance(dataset_name, output_dir)] if options.instance else []
+
+
+def _cityscapes_sem_seg(dataset_name, output_dir, options: EvaluationOptions):
+    if not options.semantic:
+        return []
     try:
         import cityscapesscripts  # noqa: F401  (CityscapesSemSegEvaluator runs its evaluation)
     except ImportError:
@@ -42,19 +98,48 @@ def _cityscapes_sem_seg(dataset_name: str, output_dir: Optional[str]) -> List[Da
     return [CityscapesSemSegEvaluator(dataset_name)]
 
 
-# evaluator_type -> function(dataset_name, output_dir) -> evaluators
-EVALUATORS: Dict[str, Callable[[str, Optional[str]], List[DatasetEvaluator]]] = {
+# evaluator_type -> function(dataset_name, output_dir, options) -> the evaluators that apply
+EVALUATORS: Dict[str, Callable[[str, Optional[str], EvaluationOptions], List[DatasetEvaluator]]] = {
     "sem_seg": _sem_seg,
     "cityscapes_sem_seg": _cityscapes_sem_seg,
+    "coco_panoptic_seg": _panoptic_seg,
+    "ade20k_panoptic_seg": _panoptic_seg,
+    "coco": _coco_instances,
 }
 
 
-def build_evaluator(dataset_name: str, output_dir: Optional[str] = None) -> DatasetEvaluator:
+def build_evaluator(
+    dataset_name: str, output_dir: Optional[str] = None, options: Optional[EvaluationOptions] = None
+) -> DatasetEvaluator:
+    """The evaluators of `dataset_name` for the outputs in `options`, as one evaluator.
+
+    Raises if none applies: an evaluation that evaluates nothing is a configuration mistake.
+    """
+    options = options or EvaluationOptions()
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
     if evaluator_type not in EVALUATORS:
         raise NotImplementedError(
             f"Dataset '{dataset_name}' has evaluator_type '{evaluator_type}'; MaskFormer knows "
             f"{sorted(EVALUATORS)}"
         )
-    evaluators = EVALUATORS[evaluator_type](dataset_name, output_dir)
+    evaluators = EVALUATORS[evaluator_type](dataset_name, output_dir, options)
+    if not evaluators:
+        outputs = [k for k in ("semantic", "panoptic", "instance") if getattr(options, k)]
+        raise ValueError(
+            f"Nothing to evaluate on dataset '{dataset_name}' (evaluator_type "
+            f"'{evaluator_type}'): the model outputs {outputs or 'nothing'} "
+            "(MODEL.MASK_FORMER.TEST.{SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON}) and the dataset "
+            "has no ground truth for them"
+        )
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
+
+
+def evaluation_options(cfg) -> EvaluationOptions:
+    """The evaluation options a config implies."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    return EvaluationOptions(
+        semantic=test.SEMANTIC_ON,
+        panoptic=test.PANOPTIC_ON,
+        instance=test.INSTANCE_ON,
+        panoptic_workers=cfg.TEST.PANOPTIC_EVAL_WORKERS,
+    )

@@ -12,7 +12,7 @@ from .pixel_decoder import (
     TransformerEncoderPixelDecoder,
     build_pixel_decoder,
 )
-from .postprocessing import panoptic_inference, semantic_inference
+from .postprocessing import instance_inference, panoptic_inference, semantic_inference
 from .test_time_augmentation import SemanticSegmentorWithTTA
 from .transformer_predictor import TransformerPredictor
 
@@ -30,6 +30,7 @@ __all__ = [
     "TransformerEncoderPixelDecoder",
     "TransformerPredictor",
     "build_pixel_decoder",
+    "instance_inference",
     "panoptic_inference",
     "semantic_inference",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .criterion import SetCriterion
 from .matcher import HungarianMatcher
-from .postprocessing import panoptic_inference, semantic_inference
+from .postprocessing import instance_inference, panoptic_inference, semantic_inference
 
 __all__ = ["MaskFormer"]
 
@@ -29,22 +29,26 @@ def _resize_to_output(x: Tensor, out_size: Tuple[int, int]) -> Tensor:
     return F.interpolate(x[None], size=out_size, mode="bilinear", align_corners=False)[0]
 
 
-def thing_ids_of(dataset_name: Optional[str]) -> List[int]:
-    """Contiguous ids of the thing classes of a registered dataset ([] if it has none)."""
+def thing_ids_of(dataset_name: Optional[str]) -> Optional[List[int]]:
+    """Contiguous ids of a registered dataset's thing classes; None if its metadata has none."""
     if not dataset_name:
-        return []
-    meta = MetadataCatalog.get(dataset_name)
-    return sorted(getattr(meta, "thing_dataset_id_to_contiguous_id", {}).values())
+        return None
+    mapping = MetadataCatalog.get(dataset_name).get("thing_dataset_id_to_contiguous_id")
+    return None if mapping is None else sorted(mapping.values())
 
 
 @META_ARCH_REGISTRY.register()
 class MaskFormer(nn.Module):
-    """Mask classification for semantic (and panoptic) segmentation.
+    """Mask classification for semantic, panoptic and instance segmentation.
 
     Training input: Detectron2 batched dicts with "image" (C, H, W) and "instances" carrying
     `gt_classes` (T,) and `gt_masks` (T, H, W). Training output: the weighted losses.
-    Inference output per image: "sem_seg" (K, height, width) scores, and with panoptic
-    inference on, "panoptic_seg" (map, segments_info).
+    Inference output per image, each at the requested output size and switched on separately:
+    "sem_seg" (K, height, width) scores, "panoptic_seg" (map, segments_info), "instances".
+
+    Panoptic and instance outputs depend on which classes are things. That is a property of
+    the dataset being evaluated, not of the model: `thing_ids` starts as the first test
+    dataset's and is set per dataset by the evaluation loop (`train_net.Trainer.test`).
     """
 
     @configurable
@@ -57,12 +61,16 @@ class MaskFormer(nn.Module):
         num_queries: int,
         object_mask_threshold: float,
         overlap_threshold: float,
-        thing_ids: List[int],
+        thing_ids: Optional[Sequence[int]],
         size_divisibility: int,
         sem_seg_postprocess_before_inference: bool,
         pixel_mean: Tuple[float, ...],
         pixel_std: Tuple[float, ...],
+        semantic_on: bool = True,
         panoptic_on: bool = False,
+        instance_on: bool = False,
+        detections_per_image: int = 100,
+        instance_score_threshold: float = 0.0,
     ):
         """
         Args:
@@ -71,30 +79,64 @@ class MaskFormer(nn.Module):
             criterion: predictor output + targets -> weighted losses.
             num_queries: Q.
             object_mask_threshold, overlap_threshold: panoptic inference thresholds.
-            thing_ids: contiguous ids of the thing classes (panoptic inference).
+            thing_ids: contiguous ids of the thing classes of the dataset to post-process for;
+                None if it declares none (then panoptic output is all stuff and every class can
+                be an instance).
             size_divisibility: pad the batch to a multiple of this (<0: the backbone's).
             sem_seg_postprocess_before_inference: resize mask logits to the output size before
-                combining them (exact, costlier) instead of resizing the combined K maps.
+                combining them (exact, costlier) instead of resizing the combined K maps. Always
+                so for panoptic and instance output, which need masks at the output size.
             pixel_mean, pixel_std: input normalisation, in the input's channel order.
-            panoptic_on: also produce "panoptic_seg".
+            semantic_on, panoptic_on, instance_on: which outputs to produce (at least one).
+            detections_per_image: instance output: top-k over (query, class) pairs.
+            instance_score_threshold: instance output: drop detections scoring at most this.
         """
         super().__init__()
+        if not (semantic_on or panoptic_on or instance_on):
+            raise ValueError(
+                "MaskFormer has no output: set at least one of MODEL.MASK_FORMER.TEST."
+                "{SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON} to True"
+            )
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
         self.num_queries = num_queries
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
-        self.thing_ids = thing_ids
         if size_divisibility < 0:
             size_divisibility = self.backbone.size_divisibility
         self.size_divisibility = size_divisibility
         self.sem_seg_postprocess_before_inference = (
-            sem_seg_postprocess_before_inference or panoptic_on
+            sem_seg_postprocess_before_inference or panoptic_on or instance_on
         )
+        self.semantic_on = semantic_on
         self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.thing_ids = thing_ids
+        self.detections_per_image = detections_per_image
+        self.instance_score_threshold = instance_score_threshold
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def thing_ids(self) -> Optional[Tuple[int, ...]]:
+        return self._thing_ids
+
+    @thing_ids.setter
+    def thing_ids(self, thing_ids: Optional[Sequence[int]]) -> None:
+        num_classes = self.criterion.num_classes
+        if thing_ids is not None:
+            thing_ids = tuple(sorted(int(i) for i in thing_ids))
+            bad = [i for i in thing_ids if not 0 <= i < num_classes]
+            # Only panoptic and instance output use them; a semantic model may be evaluated on a
+            # panoptic dataset's semantic maps whatever its thing ids are.
+            if bad and (self.panoptic_on or self.instance_on):
+                raise ValueError(
+                    f"Thing class ids {bad} are outside the model's classes [0, {num_classes}) "
+                    "(MODEL.SEM_SEG_HEAD.NUM_CLASSES); the dataset's metadata "
+                    "thing_dataset_id_to_contiguous_id does not fit this model"
+                )
+        self._thing_ids = thing_ids
 
     @classmethod
     def from_config(cls, cfg):
@@ -113,6 +155,7 @@ class MaskFormer(nn.Module):
             no_object_weight=mf.NO_OBJECT_WEIGHT,
             deep_supervision=mf.DEEP_SUPERVISION,
         )
+        # A default for use outside the evaluation loop, which sets the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
         return {
             "backbone": backbone,
@@ -128,7 +171,11 @@ class MaskFormer(nn.Module):
             ),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "semantic_on": mf.TEST.SEMANTIC_ON,
             "panoptic_on": mf.TEST.PANOPTIC_ON,
+            "instance_on": mf.TEST.INSTANCE_ON,
+            "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "instance_score_threshold": mf.TEST.INSTANCE_SCORE_THRESHOLD,
         }
 
     @property
@@ -190,17 +237,28 @@ class MaskFormer(nn.Module):
             mask_pred = mask_pred[:, : image_size[0], : image_size[1]]
             if self.sem_seg_postprocess_before_inference:
                 mask_pred = _resize_to_output(mask_pred, out_size)
+            r: Dict[str, object] = {}
+            if self.semantic_on:
                 sem_seg = semantic_inference(mask_cls, mask_pred)
-            else:
-                sem_seg = _resize_to_output(semantic_inference(mask_cls, mask_pred), out_size)
-            r: Dict[str, object] = {"sem_seg": sem_seg}
+                if not self.sem_seg_postprocess_before_inference:
+                    sem_seg = _resize_to_output(sem_seg, out_size)
+                r["sem_seg"] = sem_seg
             if self.panoptic_on:
                 r["panoptic_seg"] = panoptic_inference(
                     mask_cls,
                     mask_pred,
-                    self.thing_ids,
+                    self.thing_ids or (),
                     self.object_mask_threshold,
                     self.overlap_threshold,
+                )
+            if self.instance_on:
+                # Stuff classes have no instances (and COCO's AP evaluation could not map them).
+                r["instances"] = instance_inference(
+                    mask_cls,
+                    mask_pred,
+                    max_detections=self.detections_per_image,
+                    candidate_classes=self.thing_ids,
+                    score_threshold=self.instance_score_threshold,
                 )
             results.append(r)
         return results

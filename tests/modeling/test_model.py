@@ -1,5 +1,6 @@
 """The MaskFormer meta-architecture end to end on a tiny config."""
 
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -85,3 +86,41 @@ def test_panoptic_output_is_consistent():
     assert seg.shape == (70, 90) and out["sem_seg"].shape == (5, 70, 90)
     ids = set(seg.unique().tolist()) - {0}
     assert ids == {s["id"] for s in info}
+
+
+def test_instance_output_at_output_size_with_mask_boxes():
+    model = _model(
+        "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False,
+        "MODEL.MASK_FORMER.TEST.INSTANCE_ON", True,
+        "TEST.DETECTIONS_PER_IMAGE", 7,
+    )  # fmt: skip
+    model.eval()
+    model.thing_ids = [1, 3]
+    with torch.no_grad():
+        out = model([{"image": torch.rand(3, 96, 128) * 255, "height": 60, "width": 80}])[0]
+    assert set(out) == {"instances"}  # semantic output off
+    inst = out["instances"]
+    assert inst.image_size == (60, 80) and 0 < len(inst) <= 7
+    assert inst.pred_masks.shape == (len(inst), 60, 80) and inst.pred_masks.dtype == torch.bool
+    assert set(inst.pred_classes.tolist()) <= {1, 3}
+    assert (inst.scores[:-1] >= inst.scores[1:]).all()
+    for mask, box in zip(inst.pred_masks, inst.pred_boxes.tensor):
+        if mask.any():
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            expected = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert box.tolist() == [float(v) for v in expected]
+
+
+def test_every_output_switched_off_is_refused():
+    with pytest.raises(ValueError, match="SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON"):
+        _model("MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False)
+
+
+def test_thing_ids_outside_the_classes_are_refused_when_used():
+    model = _model("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
+    with pytest.raises(ValueError, match=r"\[7\].*NUM_CLASSES"):
+        model.thing_ids = [0, 7]  # K = 5
+    model.thing_ids = [4, 0]
+    assert model.thing_ids == (0, 4)
+    semantic_only = _model()
+    semantic_only.thing_ids = [0, 7]  # unused by semantic output: accepted

@@ -6,13 +6,16 @@ datasets/README.md describes the expected layouts.
 
 import os
 
-from .ade20k import register_ade20k_sem_seg
+from .ade20k import register_ade20k_panoptic, register_ade20k_sem_seg
 from .ade20k_full import register_ade20k_full_sem_seg
 from .cityscapes import register_cityscapes_sem_seg
+from .coco import register_coco_panoptic_with_sem_seg
 from .coco_stuff import register_coco_stuff_sem_seg
 from .custom import register_sem_seg_folder
 from .mapillary_vistas import register_mapillary_vistas_sem_seg
+from .panoptic import load_panoptic_json, register_panoptic
 from .quickstart import register_quickstart
+from .quickstart_panoptic import register_quickstart_panoptic
 
 
 def register_all(root: str) -> None:
@@ -25,6 +28,9 @@ def register_all(root: str) -> None:
 
 register_ade20k_sem_seg()
 register_all(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+register_ade20k_panoptic()
+register_coco_panoptic_with_sem_seg()
 register_quickstart()
+register_quickstart_panoptic()
 
-__all__ = ["register_all", "register_sem_seg_folder"]
+__all__ = ["load_panoptic_json", "register_all", "register_panoptic", "register_sem_seg_folder"]

@@ -1,21 +1,26 @@
-"""ADE20K-150 semantic segmentation (SceneParsing, `ADEChallengeData2016`).
+"""ADE20K-150 (SceneParsing, `ADEChallengeData2016`): semantic and panoptic segmentation.
 
 Detectron2 registers `ade20k_sem_seg_{train,val}` itself; this replaces their loaders with ones
 that say what to do when the data is missing, instead of failing on an empty directory listing,
 and adds the benchmark's colours to their metadata.
+
+`ade20k_panoptic_{train,val}`: the same 150 classes, 100 of them things, in the COCO panoptic
+format made by `datasets/prepare_ade20k_pan_seg.py` from the instance annotations of the
+SceneParsing challenge, with the semantic maps of `ade20k_sem_seg_*` alongside.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
-from .ade20k_categories import ADE20K_150_COLORS
+from .ade20k_categories import ADE20K_150_CATEGORIES, ADE20K_150_CLASSES, ADE20K_150_COLORS
+from .panoptic import register_panoptic
 
-__all__ = ["register_ade20k_sem_seg"]
+__all__ = ["ade20k_panoptic_metadata", "register_ade20k_panoptic", "register_ade20k_sem_seg"]
 
 
 def _load_ade20k(name: str, image_root: str, sem_seg_root: str) -> List[Dict]:
@@ -38,4 +43,49 @@ def register_ade20k_sem_seg() -> None:
             DatasetCatalog.remove(name)
         DatasetCatalog.register(
             name, lambda n=name, i=meta.image_root, s=meta.sem_seg_root: _load_ade20k(n, i, s)
+        )
+
+
+def ade20k_panoptic_metadata() -> Dict:
+    """Metadata of ADE20K panoptic: dataset category id = contiguous id = position in the table.
+
+    Things keep their scattered contiguous ids, so `thing_classes` lists all 150 names (the
+    visualiser indexes it by contiguous id); the stuff map covers all 150 classes so that
+    SemSegEvaluator can map every label.
+    """
+    return {
+        "thing_classes": list(ADE20K_150_CLASSES),
+        "thing_colors": [c[:] for c in ADE20K_150_COLORS],
+        "stuff_classes": list(ADE20K_150_CLASSES),
+        "stuff_colors": [c[:] for c in ADE20K_150_COLORS],
+        "thing_dataset_id_to_contiguous_id": {
+            i: i for i, (_, _, thing) in enumerate(ADE20K_150_CATEGORIES) if thing
+        },
+        "stuff_dataset_id_to_contiguous_id": {i: i for i in range(len(ADE20K_150_CATEGORIES))},
+    }
+
+
+def register_ade20k_panoptic(root: Optional[str] = None, prefix: str = "ade20k_panoptic") -> None:
+    """Register `{prefix}_{train,val}` from `root`/ADEChallengeData2016 (default root:
+    $DETECTRON2_DATASETS)."""
+    root = os.path.join(
+        root or os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016"
+    )
+    metadata = ade20k_panoptic_metadata()
+    for split, folder in (("train", "training"), ("val", "validation")):
+        register_panoptic(
+            f"{prefix}_{split}",
+            metadata,
+            image_root=os.path.join(root, "images", folder),
+            panoptic_root=os.path.join(root, f"ade20k_panoptic_{split}"),
+            panoptic_json=os.path.join(root, f"ade20k_panoptic_{split}.json"),
+            sem_seg_root=os.path.join(root, "annotations_detectron2", folder),
+            evaluator_type="ade20k_panoptic_seg",
+            missing_hint=(
+                "Expected ADEChallengeData2016 (images/ and annotations/ from "
+                "ADEChallengeData2016.zip, annotations_instance/ from the challenge's instance "
+                "annotations) under $DETECTRON2_DATASETS, converted by "
+                "`python datasets/prepare_ade20k_sem_seg.py` and "
+                "`python datasets/prepare_ade20k_pan_seg.py`."
+            ),
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Tuple
+from typing import Callable, Tuple
 
 import cv2
 import numpy as np
@@ -106,6 +106,17 @@ def _texture(cls: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(pattern, 1.0, 0.55).astype(np.float32)
 
 
+def _paint_shape(img: np.ndarray, cls: int, mask: np.ndarray, rng: np.random.Generator) -> None:
+    """Paint `mask` of the float image in any colour and the texture of shape class `cls`."""
+    h, w = mask.shape
+    # Any hue for any class: classes differ by shape and texture, not by colour.
+    hue = rng.integers(0, 180)
+    hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(170, 256)]]])
+    color = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    paint = color[None, None] * _texture(cls, h, w, rng)[..., None]
+    img[mask] = paint[mask]
+
+
 def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """An RGB uint8 image and its uint8 label map (0 = background, 255 = ignore)."""
     img = _clutter(h, w, rng)
@@ -113,12 +124,7 @@ def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.nd
     for _ in range(int(rng.integers(2, 6))):
         cls = int(rng.integers(1, len(QUICKSTART_CLASSES)))
         mask = _shape_mask(cls, h, w, rng)
-        # Any hue for any class: classes differ by shape and texture, not by colour.
-        hue = rng.integers(0, 180)
-        hsv = np.uint8([[[hue, rng.integers(150, 256), rng.integers(170, 256)]]])
-        color = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-        paint = color[None, None] * _texture(cls, h, w, rng)[..., None]
-        img[mask] = paint[mask]
+        _paint_shape(img, cls, mask, rng)
         label[mask] = cls
     img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
     # Boundary pixels are ambiguous after anti-aliasing and resizing: ignore them.
@@ -146,8 +152,8 @@ def write_shapes_split(
         cv2.imwrite(os.path.join(gt_dir, name + ".png"), label)
 
 
-def generate_quickstart_dataset(root: str) -> str:
-    """Write the dataset under `root` unless it is there already; returns `root`.
+def write_once(root: str, write: Callable[[str], None]) -> str:
+    """Run `write(directory)` to create `root` unless it exists already; returns `root`.
 
     Written to a temporary sibling directory and renamed into place, so an interrupted run
     leaves nothing half-written and concurrent processes (e.g. 2 training ranks) do not clash.
@@ -156,10 +162,9 @@ def generate_quickstart_dataset(root: str) -> str:
         return root
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".quickstart-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=".generating-", dir=parent)
     try:
-        for folder, count, seed in _SPLITS.values():
-            write_shapes_split(tmp, folder, count, seed)
+        write(tmp)
         try:
             os.rename(tmp, root)
         except OSError:
@@ -168,6 +173,16 @@ def generate_quickstart_dataset(root: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def generate_quickstart_dataset(root: str) -> str:
+    """Write the dataset under `root` unless it is there already; returns `root`."""
+
+    def write(directory: str) -> None:
+        for folder, count, seed in _SPLITS.values():
+            write_shapes_split(directory, folder, count, seed)
+
+    return write_once(root, write)
 
 
 def register_quickstart() -> None:

@@ -1,0 +1,157 @@
+"""Datasets in the COCO panoptic format: loading and registration (COCO, ADE20K, generated data).
+
+On disk: images; one RGB PNG per image whose pixel colour encodes a segment id
+(R + 256 G + 256^2 B, 0 = void); a JSON listing per image the segments ("segments_info": id,
+category_id, iscrowd, ...) and the categories. Optionally a semantic label map per image
+(contiguous class per pixel, 255 = void) and a COCO instances JSON of the thing segments (for AP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.file_io import PathManager
+
+__all__ = ["load_panoptic_json", "register_panoptic"]
+
+
+def load_panoptic_json(
+    json_file: str,
+    image_root: str,
+    panoptic_root: str,
+    metadata: Dict,
+    *,
+    sem_seg_root: Optional[str] = None,
+    image_ext: str = ".jpg",
+) -> List[Dict]:
+    """Detectron2 dataset dicts of a COCO-panoptic JSON.
+
+    Like Detectron2's `load_coco_panoptic_json`, plus: image ids are kept as they are (ADE20K's
+    are strings), "height"/"width" come from the JSON's images, "sem_seg_file_name" is added when
+    `sem_seg_root` is given, and an unknown category names the file, image, segment and id.
+
+    Args:
+        json_file: the panoptic JSON.
+        image_root: images, named like the PNGs with `image_ext`.
+        panoptic_root: the panoptic PNGs.
+        metadata: with "thing_dataset_id_to_contiguous_id" and "stuff_dataset_id_to_contiguous_id"
+            (a category in both is a thing).
+        sem_seg_root: semantic label maps, named like the PNGs.
+        image_ext: extension of the image files.
+    Returns:
+        dicts with "file_name", "image_id", "pan_seg_file_name", "segments_info" (category_id
+        contiguous, "isthing" added), maybe "height", "width", "sem_seg_file_name".
+    """
+    things = metadata["thing_dataset_id_to_contiguous_id"]
+    stuff = metadata["stuff_dataset_id_to_contiguous_id"]
+    with PathManager.open(json_file) as f:
+        data = json.load(f)
+    sizes = {im["id"]: (im.get("height"), im.get("width")) for im in data.get("images", [])}
+    dicts = []
+    for ann in data["annotations"]:
+        segments = []
+        for seg in ann["segments_info"]:
+            cat = seg["category_id"]
+            if cat not in things and cat not in stuff:
+                known = sorted({*things, *stuff})
+                raise ValueError(
+                    f"{json_file}: image {ann['image_id']!r} ({ann['file_name']}), segment "
+                    f"{seg['id']} has category_id {cat}, which the dataset's metadata does not "
+                    f"know (its {len(known)} category ids are {known[:10]}"
+                    f"{', ...' if len(known) > 10 else ''})"
+                )
+            isthing = cat in things
+            contiguous = things[cat] if isthing else stuff[cat]
+            segments.append({**seg, "category_id": contiguous, "isthing": isthing})
+        stem = os.path.splitext(ann["file_name"])[0]
+        d = {
+            "file_name": os.path.join(image_root, stem + image_ext),
+            "image_id": ann["image_id"],
+            "pan_seg_file_name": os.path.join(panoptic_root, ann["file_name"]),
+            "segments_info": segments,
+        }
+        height, width = sizes.get(ann["image_id"], (None, None))
+        if height and width:
+            d["height"], d["width"] = height, width
+        if sem_seg_root is not None:
+            d["sem_seg_file_name"] = os.path.join(sem_seg_root, ann["file_name"])
+        dicts.append(d)
+    return dicts
+
+
+def _load_checked(
+    name: str, paths: Dict[str, Optional[str]], metadata: Dict, hint: str, prepare
+) -> List[Dict]:
+    if prepare is not None:
+        prepare()
+    for what, path in paths.items():
+        if path is None:
+            continue
+        exists = os.path.isfile(path) if path.endswith(".json") else os.path.isdir(path)
+        if not exists:
+            raise FileNotFoundError(
+                f"Dataset '{name}': {what} {path} does not exist. {hint} DETECTRON2_DATASETS is "
+                f"'{os.getenv('DETECTRON2_DATASETS', 'datasets')}'."
+            )
+    return load_panoptic_json(
+        paths["panoptic JSON"],
+        paths["image directory"],
+        paths["panoptic PNG directory"],
+        metadata,
+        sem_seg_root=paths["semantic label directory"],
+    )
+
+
+def register_panoptic(
+    name: str,
+    metadata: Dict,
+    *,
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    sem_seg_root: Optional[str] = None,
+    instances_json: Optional[str] = None,
+    evaluator_type: str = "coco_panoptic_seg",
+    missing_hint: str = "",
+    prepare: Optional[Callable[[], None]] = None,
+) -> None:
+    """Register a COCO-panoptic-format dataset, with the metadata every MaskFormer mapper and
+    evaluator reads.
+
+    Args:
+        name: dataset name for Detectron2's catalogs.
+        metadata: class names/colours and the thing/stuff id maps. For semantic evaluation the
+            stuff map must cover every class (SemSegEvaluator maps every label through it).
+        image_root, panoptic_root, panoptic_json: the COCO panoptic layout.
+        sem_seg_root: semantic label maps (enables semantic training and mIoU).
+        instances_json: COCO instances JSON of the things (enables instance AP); its category ids
+            must map to contiguous thing ids 0..T-1, as COCOEvaluator requires.
+        evaluator_type: how evaluation is chosen (`maskformer.evaluation.EVALUATORS`).
+        missing_hint: what to do when the files are missing, for the error message.
+        prepare: called before every load, e.g. to generate the data once.
+    """
+    paths = {
+        "image directory": image_root,
+        "panoptic PNG directory": panoptic_root,
+        "panoptic JSON": panoptic_json,
+        "semantic label directory": sem_seg_root,
+    }
+    DatasetCatalog.register(
+        name, lambda: _load_checked(name, paths, metadata, missing_hint, prepare)
+    )
+    extra = {"sem_seg_root": sem_seg_root} if sem_seg_root else {}
+    if instances_json:
+        extra["json_file"] = instances_json
+    MetadataCatalog.get(name).set(
+        image_root=image_root,
+        panoptic_root=panoptic_root,
+        panoptic_json=panoptic_json,
+        evaluator_type=evaluator_type,
+        ignore_label=255,
+        label_divisor=1000,
+        **extra,
+        **metadata,
+    )
