@@ -40,7 +40,8 @@ from maskformer.data.datasets.ade20k_categories import (
     ADE20K_150_CATEGORIES,
     ADE20K_150_THING_IDS,
 )
-from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, save_png_atomically
+from maskformer.data.io import panoptic_ids_to_rgb, read_label_map
+from maskformer.data.preparation import save_image
 
 SPLITS = {"train": "training", "val": "validation"}
 
@@ -134,7 +135,7 @@ def _convert(
     semantic = read_label_map(os.path.join(semantic_dir, stem + ".png"))
     instance = read_label_map(os.path.join(instance_dir, stem + ".png"))
     pan, segments_info = ade20k_to_panoptic(semantic, instance, image_file)
-    save_png_atomically(panoptic_ids_to_rgb(pan), os.path.join(out_dir, stem + ".png"))
+    save_image(panoptic_ids_to_rgb(pan), os.path.join(out_dir, stem + ".png"))
     height, width = semantic.shape
     image = {"id": stem, "file_name": stem + ".jpg", "width": width, "height": height}
     annotation = {"image_id": stem, "file_name": stem + ".png", "segments_info": segments_info}

@@ -25,7 +25,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from maskformer.data.io import read_label_map, rgb_to_panoptic_ids, save_png_atomically
+from maskformer.data.io import read_label_map, rgb_to_panoptic_ids
+from maskformer.data.preparation import save_image
 
 IGNORE_LABEL = 255
 
@@ -60,7 +61,7 @@ def _convert(annotation: Dict, panoptic_dir: str, out_dir: str, id_map: Dict[int
     src = os.path.join(panoptic_dir, annotation["file_name"])
     pan_ids = rgb_to_panoptic_ids(read_label_map(src), src)
     semantic = panoptic_to_semantic(pan_ids, annotation["segments_info"], id_map, src)
-    save_png_atomically(semantic, os.path.join(out_dir, annotation["file_name"]))
+    save_image(semantic, os.path.join(out_dir, annotation["file_name"]))
 
 
 def convert_split(json_file: str, panoptic_dir: str, out_dir: str, workers: int = 1) -> int:

@@ -38,6 +38,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from torch import Tensor, nn
 
 from .interop.hf import hf_to_maskformer, is_hf_maskformer_state_dict
+from .utils.file_io import write_atomically
 
 __all__ = [
     "CheckpointError",
@@ -401,24 +402,6 @@ def _check_architecture(
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: str, write) -> None:
-    """Write `path` through `write(file)` to a temporary name, then rename it into place.
-
-    A process killed mid-write leaves at most a stray temporary file, never a truncated file
-    under the real name (rename is atomic on POSIX file systems).
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class MaskFormerCheckpointer(DetectionCheckpointer):
     """`DetectionCheckpointer` that loads MaskFormer weights safely and in any published layout.
 
@@ -472,12 +455,17 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        write_atomically(save_file, lambda tmp: torch.save(data, tmp))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+        write_atomically(path, write)
 
     def load(self, path: str, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):

@@ -355,18 +355,32 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_checkpoint_writes_are_atomic(tmp_path):
-    from maskformer.checkpoint import _atomic_write
+    from maskformer.utils import write_atomically
 
     target = tmp_path / "model_final.pth"
     target.write_bytes(b"previous checkpoint")
 
-    def dies_midway(f):
-        f.write(b"half of the new ")
+    def dies_midway(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half of the new ")
         raise KeyboardInterrupt  # e.g. the process is interrupted while saving
 
     with pytest.raises(KeyboardInterrupt):
-        _atomic_write(str(target), dies_midway)
+        write_atomically(str(target), dies_midway)
     assert target.read_bytes() == b"previous checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_final.pth"]
-    _atomic_write(str(target), lambda f: f.write(b"new"))
+    write_atomically(str(target), lambda tmp: open(tmp, "wb").write(b"new"))
     assert target.read_bytes() == b"new"
+
+
+def test_checkpointer_saves_through_a_temporary_file(tmp_path, monkeypatch):
+    import maskformer.checkpoint as ckpt
+
+    model = torch.nn.Linear(2, 2)
+    written = []
+    real = ckpt.write_atomically
+    monkeypatch.setattr(ckpt, "write_atomically", lambda p, w: (written.append(p), real(p, w)))
+    MaskFormerCheckpointer(model, str(tmp_path)).save("model_0000009")
+    assert written == [str(tmp_path / "model_0000009.pth"), str(tmp_path / "last_checkpoint")]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000009.pth"]

@@ -29,8 +29,17 @@ from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
 
 import train_net  # noqa: E402
 from maskformer.data import read_image, read_label_map  # noqa: E402
+from maskformer.utils import write_atomically  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "maskformer_R18_quickstart.yaml")
+
+
+def _imwrite_png(path: str, image_bgr: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
 
 
 def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> None:
@@ -53,9 +62,8 @@ def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> No
             panels.append(vis.draw_sem_seg(seg, alpha=0.6).get_image())
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
         path = os.path.join(out_dir, name)
-        tmp = path + ".tmp.png"
-        cv2.imwrite(tmp, np.concatenate(panels, axis=1)[:, :, ::-1])
-        os.replace(tmp, path)
+        overlay = np.concatenate(panels, axis=1)[:, :, ::-1]
+        write_atomically(path, lambda tmp: _imwrite_png(tmp, overlay))
 
 
 def main(argv=None) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from detectron2.data import detection_utils as utils
 from detectron2.utils.file_io import PathManager
@@ -15,7 +13,6 @@ __all__ = [
     "read_image",
     "read_label_map",
     "rgb_to_panoptic_ids",
-    "save_png_atomically",
 ]
 
 
@@ -72,10 +69,3 @@ def panoptic_ids_to_rgb(ids: np.ndarray) -> np.ndarray:
     if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
         raise ValueError(f"panoptic ids must be in [0, 2^24), got {ids.min()}..{ids.max()}")
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
-
-
-def save_png_atomically(array: np.ndarray, path: str) -> None:
-    """Write a uint8 (H, W) or (H, W, 3) array as a PNG that appears complete or not at all."""
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)

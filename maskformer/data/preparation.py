@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..utils.file_io import write_atomically
+
 __all__ = ["copy_file", "datasets_root", "process_all", "save_image", "write_atomically"]
 
 T = TypeVar("T")
@@ -28,22 +30,6 @@ _FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jp
 def datasets_root() -> str:
     """$DETECTRON2_DATASETS, or "datasets" as in Detectron2."""
     return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
-
-
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """`write(tmp)` then rename `tmp` to `path`.
-
-    The temporary name ends in ".tmp", not in the data extension, so that a file left by a killed
-    run is never listed by a loader that globs "*.png" (and is overwritten by the re-run).
-    """
-    tmp = path + ".tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_image(array: np.ndarray, path: str) -> None:

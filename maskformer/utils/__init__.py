@@ -1,0 +1,3 @@
+from .file_io import write_atomically
+
+__all__ = ["write_atomically"]
