@@ -12,6 +12,7 @@ is generated once into $MASKFORMER_CACHE. Training uses the same code path as th
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -63,7 +64,7 @@ def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> No
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
         path = os.path.join(out_dir, name)
         overlay = np.concatenate(panels, axis=1)[:, :, ::-1]
-        write_atomically(path, lambda tmp: _imwrite_png(tmp, overlay))
+        write_atomically(path, functools.partial(_imwrite_png, image_bgr=overlay))
 
 
 def main(argv=None) -> float:
