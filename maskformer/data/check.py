@@ -281,7 +281,7 @@ def format_report(report: DatasetReport, max_listed: int = 50) -> str:
             lines.append(f"  ... and {len(found) - max_listed} more {level}s")
     if report.pixels is not None:
         labelled = max(int(report.pixels.sum()), 1)
-        width = max([len(c) for c in report.classes] + [5])
+        width = max([len(c) for c in report.classes] + [len("(ignored / void)")])
         lines.append(
             f"  {'id':>4}  {'class':<{width}}  {'pixels':>12}  {'share':>6}  {'images':>6}"
         )
