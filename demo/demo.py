@@ -140,12 +140,22 @@ def setup_cfg(args) -> Tuple[object, str]:
     return cfg, task
 
 
+def _inside(path: str, folder: Optional[str]) -> bool:
+    if not folder:
+        return False
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
 def _overlay_name(relative: str) -> str:
     return relative if relative.lower().endswith(WRITABLE_EXTENSIONS) else relative + ".png"
 
 
-def collect_inputs(patterns: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[str], bool]:
-    """Expand --input.
+def collect_inputs(
+    patterns: Sequence[str], output: Optional[str] = None
+) -> Tuple[List[Tuple[str, str]], List[str], bool]:
+    """Expand --input; files under the folder `output` are left out of folders and globs (the
+    overlays of an earlier run into a subfolder of the inputs are not inputs).
 
     Returns:
         (path, overlay name) per input, in order, without repeats (a missing file is kept: it
@@ -160,7 +170,7 @@ def collect_inputs(patterns: Sequence[str]) -> Tuple[List[Tuple[str, str]], List
             expanded = True
             found = []
             for root, dirs, files in os.walk(pattern):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if not _inside(os.path.join(root, d), output))
                 found += [
                     os.path.join(root, f)
                     for f in sorted(files)
@@ -171,9 +181,13 @@ def collect_inputs(patterns: Sequence[str]) -> Tuple[List[Tuple[str, str]], List
                     f"{pattern}: a folder without image files ({', '.join(IMAGE_EXTENSIONS)})"
                 )
             jobs += [(f, _overlay_name(os.path.relpath(f, pattern))) for f in found]
-        elif glob.has_magic(pattern):
+        elif glob.has_magic(pattern) and not os.path.isfile(pattern):  # "photo[1].jpg" exists
             expanded = True
-            found = [f for f in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(f)]
+            found = [
+                f
+                for f in sorted(glob.glob(pattern, recursive=True))
+                if os.path.isfile(f) and not _inside(f, output)
+            ]
             if not found:
                 errors.append(f"{pattern}: no file matches this pattern")
             jobs += [(f, _overlay_name(os.path.basename(f))) for f in found]
@@ -370,9 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg, task = setup_cfg(args)
         metadata = drawing_metadata(cfg.DATASETS.TEST[0], cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
         if args.input is not None:
-            jobs, errors, expanded = collect_inputs(args.input)
             if args.output is None:
                 raise UsageError("--input needs --output (an image file or a folder)")
+            jobs, errors, expanded = collect_inputs(args.input, args.output)
             planned = plan_outputs(jobs, args.output, expanded) if jobs else []
         else:
             out_path = _video_output(args)
