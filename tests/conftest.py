@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # Generated datasets (the quickstart) go to a per-user temporary cache during tests, set before
@@ -6,3 +8,7 @@ import tempfile
 os.environ.setdefault(
     "MASKFORMER_CACHE", os.path.join(tempfile.gettempdir(), f"maskformer-tests-{os.getuid()}")
 )
+# Dataset descriptions (tools/register_dataset.py): an empty directory of this session, so that
+# the user's own descriptions are not registered in the tests and the tests write none there.
+os.environ["MASKFORMER_DATASETS_DIR"] = tempfile.mkdtemp(prefix="maskformer-test-datasets-")
+atexit.register(shutil.rmtree, os.environ["MASKFORMER_DATASETS_DIR"], ignore_errors=True)

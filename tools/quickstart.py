@@ -12,12 +12,10 @@ is generated once into $MASKFORMER_CACHE. Training uses the same code path as th
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -29,18 +27,9 @@ from detectron2.data import transforms as T  # noqa: E402
 from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
 
 import train_net  # noqa: E402
-from maskformer.data import read_image, read_label_map  # noqa: E402
-from maskformer.utils import write_atomically  # noqa: E402
+from maskformer.data.io import read_image, read_label_map, save_image_atomically  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "maskformer_R18_quickstart.yaml")
-
-
-def _imwrite_png(path: str, image_bgr: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", image_bgr)
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    with open(path, "wb") as f:
-        f.write(data.tobytes())
 
 
 def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> None:
@@ -63,8 +52,7 @@ def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> No
             panels.append(vis.draw_sem_seg(seg, alpha=0.6).get_image())
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
         path = os.path.join(out_dir, name)
-        overlay = np.concatenate(panels, axis=1)[:, :, ::-1]
-        write_atomically(path, functools.partial(_imwrite_png, image_bgr=overlay))
+        save_image_atomically(np.concatenate(panels, axis=1), path)
 
 
 def main(argv=None) -> float:

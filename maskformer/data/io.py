@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import cv2
 import numpy as np
 from detectron2.data import detection_utils as utils
 from detectron2.utils.file_io import PathManager
 from PIL import Image, UnidentifiedImageError
+
+from ..utils.file_io import write_atomically
 
 __all__ = [
     "load_sem_seg_label",
@@ -13,16 +18,42 @@ __all__ = [
     "read_image",
     "read_label_map",
     "rgb_to_panoptic_ids",
+    "save_image_atomically",
 ]
+
+# PIL modes of more than 8 bits per pixel (16-bit PNG/TIFF greyscale opens as "I;16" or "I").
+# PIL's conversion to RGB clips them at 255 instead of scaling: such an image would read as
+# almost all white.
+_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit greyscale PIL image scaled to 8 bits ("L"): 65535 -> 255."""
+    values = np.asarray(image).astype(np.float32)
+    return Image.fromarray(np.clip(values / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
 def read_image(file_name: str, image_format: str) -> np.ndarray:
-    """(H, W, C) uint8 image in `image_format` ("RGB", "BGR", ...), EXIF orientation applied."""
+    """(H, W, C) uint8 image in `image_format` ("RGB", "BGR", ...), EXIF orientation applied.
+
+    Detectron2's `read_image`, except that 16-bit greyscale images are scaled to 8 bits (PIL
+    would clip them) and that an unreadable file raises an error naming it: FileNotFoundError
+    when it does not exist, OSError when it is not an image, truncated or corrupt.
+    """
     try:
-        return utils.read_image(file_name, format=image_format)
+        with PathManager.open(file_name, "rb") as f, Image.open(f) as image:
+            # Detectron2's own EXIF handling, so that training and the demo read images alike.
+            image = utils._apply_exif_orientation(image)
+            if image.mode in _HIGH_BIT_DEPTH_MODES:
+                image = _to_8_bit(image)
+            return utils.convert_PIL_to_numpy(image, image_format)
     except FileNotFoundError:
         raise FileNotFoundError(f"Image file not found: {file_name}") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise OSError(
+            f"Cannot read image {file_name}: not an image, or in a format PIL cannot read"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         # PIL reports truncated and corrupt files as OSError/SyntaxError.
         raise OSError(f"Cannot read image {file_name}: {e}") from e
 
@@ -69,3 +100,26 @@ def panoptic_ids_to_rgb(ids: np.ndarray) -> np.ndarray:
     if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
         raise ValueError(f"panoptic ids must be in [0, 2^24), got {ids.min()}..{ids.max()}")
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+
+
+def save_image_atomically(rgb: np.ndarray, path: str, jpeg_quality: int = 95) -> None:
+    """Write an (H, W, 3) uint8 RGB image in the format its extension names (OpenCV's), so
+    that it appears complete or not at all (see `write_atomically`).
+
+    Raises:
+        OSError: naming `path`, if OpenCV has no encoder for its extension or the file cannot
+            be written.
+    """
+    ext = os.path.splitext(path)[1]
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext.lower() in (".jpg", ".jpeg") else []
+    try:
+        # Encoded in memory: the temporary name does not end in the extension OpenCV reads.
+        ok, encoded = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    except cv2.error:  # no encoder for the extension
+        ok = False
+    if not ok:
+        raise OSError(f"Cannot write image {path}: OpenCV cannot encode a '{ext}' file")
+    try:
+        write_atomically(path, encoded.tofile)
+    except OSError as e:
+        raise OSError(f"Cannot write image {path}: {e}") from e

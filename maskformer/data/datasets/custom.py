@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import colorsys
+import logging
 import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
-__all__ = ["default_colors", "register_sem_seg_folder", "unregister"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "default_colors",
+    "pair_sem_seg_files",
+    "read_class_list",
+    "register_sem_seg_folder",
+    "unregister",
+]
+
+logger = logging.getLogger(__name__)
+
+# Image files looked for when a dataset does not name one extension (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def default_colors(n: int) -> List[List[int]]:
@@ -29,6 +42,70 @@ def unregister(name: str) -> None:
         MetadataCatalog.remove(name)
 
 
+def read_class_list(path: str) -> List[str]:
+    """Class names from a text file: one per line, in label-value order (line 1 is label 0).
+
+    Blank lines and lines starting with "#" are skipped; names may contain spaces.
+
+    Raises:
+        ValueError: naming the file (and line), if it lists no class or a name twice.
+    """
+    names: List[str] = []
+    first_line: Dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            name = line.strip()
+            if not name or name.startswith("#"):
+                continue
+            if name in first_line:
+                raise ValueError(
+                    f"{path}, line {number}: class '{name}' is listed already (line "
+                    f"{first_line[name]}); each line names one class, in label order"
+                )
+            first_line[name] = number
+            names.append(name)
+    if not names:
+        raise ValueError(f"{path}: no class names (one per line, label 0 first)")
+    return names
+
+
+def _files_by_stem(root: str, extensions: Tuple[str, ...]) -> Dict[str, str]:
+    """Relative path without extension -> path, for the files under `root` (recursively)."""
+    found: Dict[str, str] = {}
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for f in sorted(files):
+            if f.lower().endswith(extensions):
+                path = os.path.join(directory, f)
+                stem = os.path.splitext(os.path.relpath(path, root))[0]
+                found.setdefault(stem, path)  # a.jpg and a.png: the first in sorted order
+    return found
+
+
+def pair_sem_seg_files(
+    image_root: str, sem_seg_root: str, image_ext: Optional[str] = None, gt_ext: str = "png"
+) -> Tuple[List[Tuple[str, str]], List[str], List[str]]:
+    """Pair images and label maps by their path relative to the two folders, without extension.
+
+    Args:
+        image_root, sem_seg_root: the two folders (searched recursively).
+        image_ext: the images' extension; None: any of IMAGE_EXTENSIONS (any case).
+        gt_ext: the label maps' extension.
+    Returns:
+        (image, label map) pairs sorted by name; images without a label map; label maps
+        without an image.
+    """
+    image_exts = IMAGE_EXTENSIONS if image_ext is None else ("." + image_ext.lstrip(".").lower(),)
+    images = _files_by_stem(image_root, image_exts)
+    labels = _files_by_stem(sem_seg_root, ("." + gt_ext.lstrip(".").lower(),))
+    pairs = [(images[k], labels[k]) for k in sorted(images) if k in labels]
+    return (
+        pairs,
+        [images[k] for k in sorted(images) if k not in labels],
+        [labels[k] for k in sorted(labels) if k not in images],
+    )
+
+
 def _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare, how_to_prepare):
     if prepare is not None:
         prepare()
@@ -36,7 +113,20 @@ def _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare, how
         if not os.path.isdir(path):
             message = f"Dataset '{name}': {what} directory {path} does not exist."
             raise FileNotFoundError(f"{message} {how_to_prepare}" if how_to_prepare else message)
-    return load_sem_seg(sem_seg_root, image_root, gt_ext=gt_ext, image_ext=image_ext)
+    if image_ext is not None:
+        return load_sem_seg(sem_seg_root, image_root, gt_ext=gt_ext, image_ext=image_ext)
+    pairs, unlabelled, orphans = pair_sem_seg_files(image_root, sem_seg_root, None, gt_ext)
+    if not pairs:
+        raise FileNotFoundError(
+            f"Dataset '{name}': no image in {image_root} has a label map of the same name in "
+            f"{sem_seg_root} (images: {', '.join(IMAGE_EXTENSIONS)}; label maps: .{gt_ext})"
+        )
+    if unlabelled or orphans:
+        logger.warning(
+            f"Dataset '{name}': {len(unlabelled)} images without a label map and {len(orphans)} "
+            "label maps without an image are left out (tools/check_dataset.py lists them)"
+        )
+    return [{"file_name": i, "sem_seg_file_name": g} for i, g in pairs]
 
 
 def register_sem_seg_folder(
@@ -47,7 +137,7 @@ def register_sem_seg_folder(
     *,
     colors: Optional[Sequence[Sequence[int]]] = None,
     ignore_label: int = 255,
-    image_ext: str = "jpg",
+    image_ext: Optional[str] = "jpg",
     gt_ext: str = "png",
     evaluator_type: str = "sem_seg",
     prepare: Optional[Callable[[], None]] = None,
@@ -67,7 +157,9 @@ def register_sem_seg_folder(
         classes: class names, in label-value order.
         colors: RGB colour per class for drawing (default: distinct generated colours).
         ignore_label: label value of unlabelled pixels.
-        image_ext, gt_ext: file extensions of images and label maps.
+        image_ext, gt_ext: file extensions of images and label maps. `image_ext=None` takes
+            images of any of IMAGE_EXTENSIONS, in subfolders too, and leaves out (with a
+            warning) images without a label map and label maps without an image.
         evaluator_type: how `train_net.py` evaluates it ("sem_seg").
         prepare: called before every load of the file list, e.g. to generate the data once.
         how_to_prepare: appended to the error raised when a directory is missing: where the data

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["load_panoptic_json", "register_panoptic"]
+from .custom import default_colors
+
+__all__ = [
+    "load_panoptic_json",
+    "panoptic_metadata",
+    "read_panoptic_categories",
+    "register_coco_panoptic_folder",
+    "register_panoptic",
+]
 
 
 def load_panoptic_json(
@@ -30,7 +38,8 @@ def load_panoptic_json(
     """Detectron2 dataset dicts of a COCO-panoptic JSON.
 
     Like Detectron2's `load_coco_panoptic_json`, plus: image ids are kept as they are (ADE20K's
-    are strings), "height"/"width" come from the JSON's images, "sem_seg_file_name" is added when
+    are strings), "height"/"width" and the image file name come from the JSON's images (the
+    PNG's name with `image_ext` if an image is not listed), "sem_seg_file_name" is added when
     `sem_seg_root` is given, and an unknown category names the file, image, segment and id.
 
     Args:
@@ -40,7 +49,7 @@ def load_panoptic_json(
         metadata: with "thing_dataset_id_to_contiguous_id" and "stuff_dataset_id_to_contiguous_id"
             (a category in both is a thing).
         sem_seg_root: semantic label maps, named like the PNGs.
-        image_ext: extension of the image files.
+        image_ext: extension of the image files not listed in the JSON's "images".
     Returns:
         dicts with "file_name", "image_id", "pan_seg_file_name", "segments_info" (category_id
         contiguous, "isthing" added), maybe "height", "width", "sem_seg_file_name".
@@ -50,6 +59,7 @@ def load_panoptic_json(
     with PathManager.open(json_file) as f:
         data = json.load(f)
     sizes = {im["id"]: (im.get("height"), im.get("width")) for im in data.get("images", [])}
+    image_files = {im["id"]: im.get("file_name") for im in data.get("images", [])}
     dicts = []
     for ann in data["annotations"]:
         segments = []
@@ -66,9 +76,11 @@ def load_panoptic_json(
             isthing = cat in things
             contiguous = things[cat] if isthing else stuff[cat]
             segments.append({**seg, "category_id": contiguous, "isthing": isthing})
-        stem = os.path.splitext(ann["file_name"])[0]
+        image_file = image_files.get(ann["image_id"])
+        if not image_file:
+            image_file = os.path.splitext(ann["file_name"])[0] + image_ext
         d = {
-            "file_name": os.path.join(image_root, stem + image_ext),
+            "file_name": os.path.join(image_root, image_file),
             "image_id": ann["image_id"],
             "pan_seg_file_name": os.path.join(panoptic_root, ann["file_name"]),
             "segments_info": segments,
@@ -154,4 +166,107 @@ def register_panoptic(
         label_divisor=1000,
         **extra,
         **metadata,
+    )
+
+
+def read_panoptic_categories(json_file: str) -> List[Dict]:
+    """The "categories" of a COCO-panoptic JSON, checked: each has an int "id", a "name" and
+    "isthing" (0/1); "color" ([R, G, B]) is optional. Raises ValueError naming the file."""
+    try:
+        with PathManager.open(json_file) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{json_file}: not a JSON file ({e})") from None
+    categories = data.get("categories") if isinstance(data, dict) else None
+    if not categories or not isinstance(categories, list):
+        raise ValueError(f"{json_file}: no 'categories' list, as COCO panoptic JSONs have")
+    check_categories(categories, json_file)
+    return categories
+
+
+def check_categories(categories: Sequence[Dict], source: str) -> None:
+    """ValueError naming `source` and the entry unless every category is well formed."""
+    seen = set()
+    for i, c in enumerate(categories):
+        where = f"{source}: categories[{i}]"
+        if not isinstance(c, dict):
+            raise ValueError(f"{where}: expected an object with id, name, isthing, got {c!r}")
+        checks = (
+            ("id", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+            ("name", lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+            ("isthing", lambda v: v in (0, 1), "0 or 1"),
+        )
+        for key, valid, what in checks:
+            if not valid(c.get(key)):
+                raise ValueError(f"{where}: '{key}' must be {what} (got {c.get(key)!r})")
+        color = c.get("color")
+        if color is not None and (
+            not isinstance(color, list)
+            or len(color) != 3
+            or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+        ):
+            raise ValueError(f"{where}: 'color' must be [R, G, B] in 0..255 (got {color!r})")
+        if c["id"] in seen:
+            raise ValueError(f"{where}: category id {c['id']} appears twice")
+        seen.add(c["id"])
+
+
+def panoptic_metadata(categories: Sequence[Dict]) -> Dict:
+    """Metadata of a COCO-panoptic dataset from its categories (id, name, isthing, color).
+
+    Contiguous ids: things first, then stuff, each by increasing category id (the order of
+    datasets/prepare_coco_semantic_annos_from_panoptic_annos.py, and COCO's), so that thing ids
+    are 0..T-1 as COCOEvaluator needs. `stuff_classes` / `stuff_colors` list all classes in
+    contiguous order; `thing_classes` / `thing_colors` the things.
+    """
+    ordered = sorted(categories, key=lambda c: (not c["isthing"], c["id"]))
+    fallback = default_colors(len(ordered))
+    colors = [list(c.get("color") or fallback[i]) for i, c in enumerate(ordered)]
+    things = [i for i, c in enumerate(ordered) if c["isthing"]]
+    return {
+        "thing_classes": [ordered[i]["name"] for i in things],
+        "thing_colors": [colors[i] for i in things],
+        "stuff_classes": [c["name"] for c in ordered],
+        "stuff_colors": colors,
+        "thing_dataset_id_to_contiguous_id": {ordered[i]["id"]: i for i in things},
+        "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(ordered)},
+    }
+
+
+def register_coco_panoptic_folder(
+    name: str,
+    image_root: str,
+    panoptic_root: str,
+    panoptic_json: str,
+    *,
+    categories: Optional[Sequence[Dict]] = None,
+    sem_seg_root: Optional[str] = None,
+    instances_json: Optional[str] = None,
+) -> None:
+    """Register your own data in the COCO panoptic format, with every metadata key the
+    MaskFormer mappers and evaluators read (PQ; mIoU with `sem_seg_root`; AP with
+    `instances_json`).
+
+    Args:
+        name: dataset name for Detectron2's catalogs.
+        image_root: the images, named as in the JSON's "images" (else like the PNGs, .jpg).
+        panoptic_root: one RGB PNG per image (segment id = R + 256 G + 256^2 B, 0 = void).
+        panoptic_json: COCO panoptic JSON: "annotations" (file_name, image_id, segments_info),
+            "images", "categories".
+        categories: id, name, isthing, color per category; default: the JSON's (read now).
+        sem_seg_root: optional single-channel label maps named like the PNGs, valued by the
+            contiguous ids of `panoptic_metadata` (things first), 255 = void.
+        instances_json: optional COCO instances JSON of the things, for instance AP.
+    """
+    if categories is None:
+        categories = read_panoptic_categories(panoptic_json)
+    check_categories(categories, f"dataset '{name}'")
+    register_panoptic(
+        name,
+        panoptic_metadata(categories),
+        image_root=image_root,
+        panoptic_root=panoptic_root,
+        panoptic_json=panoptic_json,
+        sem_seg_root=sem_seg_root,
+        instances_json=instances_json,
     )

@@ -27,7 +27,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from ..io import panoptic_ids_to_rgb
-from .panoptic import register_panoptic
+from .panoptic import panoptic_metadata, register_panoptic
 from .quickstart import _clutter, _paint_shape, _shape_mask, write_once
 
 __all__ = [
@@ -57,18 +57,7 @@ _SPLITS = {"train": (300, 11), "val": (50, 12)}
 
 def quickstart_panoptic_metadata() -> Dict:
     """Metadata in the COCO convention: things first, a stuff map covering all classes."""
-    cats = QUICKSTART_PANOPTIC_CATEGORIES
-    things = [c for c in cats if c["isthing"]]
-    return {
-        "thing_classes": [c["name"] for c in things],
-        "thing_colors": [c["color"] for c in things],
-        "stuff_classes": [c["name"] for c in cats],
-        "stuff_colors": [c["color"] for c in cats],
-        "thing_dataset_id_to_contiguous_id": {
-            c["id"]: i for i, c in enumerate(cats) if c["isthing"]
-        },
-        "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(cats)},
-    }
+    return panoptic_metadata(QUICKSTART_PANOPTIC_CATEGORIES)
 
 
 def _sample(

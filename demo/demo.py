@@ -1,0 +1,438 @@
+#!/usr/bin/env python
+"""Draw a trained MaskFormer's predictions on images, a video or a webcam stream.
+
+    python demo/demo.py --config-file configs/quickstart/maskformer_R18_quickstart.yaml \\
+        --input photos/ more/*.jpg one.png --output overlays/ \\
+        --opts MODEL.WEIGHTS output/quickstart/model_final.pth
+    python demo/demo.py --config-file ... --video-input clip.mp4 --output clip_overlay.mp4 \\
+        --opts MODEL.WEIGHTS ...
+    python demo/demo.py --config-file ... --webcam [--output webcam.mp4] --opts MODEL.WEIGHTS ...
+
+Overlays use Detectron2's Visualizer with the class names and colours of DATASETS.TEST[0].
+With several inputs (or a folder or glob), --output is a folder: each overlay is written there
+under its input's name (its path relative to an input folder), atomically. An input that cannot
+be read is reported on one line and skipped; the exit status is then 1. With MODEL.WEIGHTS empty
+(or weights that do not fit the model's head) the demo refuses to draw random output unless
+--allow-random-weights is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import torch
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.video_visualizer import VideoVisualizer
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.data.io import read_image, save_image_atomically  # noqa: E402
+from maskformer.predictor import MaskFormerPredictor, UntrainedModelError  # noqa: E402
+from maskformer.visualization import (  # noqa: E402
+    TASKS,
+    draw_overlay,
+    draw_video_frame,
+    drawing_metadata,
+    drawing_size,
+)
+
+# Overlays keep their input's name when OpenCV can write that format; other inputs get ".png".
+WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Files taken from an input folder.
+IMAGE_EXTENSIONS = WRITABLE_EXTENSIONS + (".gif", ".ppm", ".pgm")
+# Output video container -> codec; both are in the FFmpeg of opencv-python(-headless).
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+TASK_FLAGS = {"semantic": "SEMANTIC_ON", "panoptic": "PANOPTIC_ON", "instance": "INSTANCE_ON"}
+
+logger = logging.getLogger("maskformer.demo")
+
+
+class UsageError(ValueError):
+    """A problem with the arguments or the set-up: nothing was processed."""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config-file", required=True, metavar="FILE", help="model config (YAML)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--input",
+        nargs="+",
+        metavar="PATH",
+        help="image files, folders (searched recursively) "
+        "or glob patterns (quote them to let the demo expand ** too)",
+    )
+    source.add_argument("--video-input", metavar="FILE", help="a video file")
+    source.add_argument(
+        "--webcam", nargs="?", type=int, const=0, metavar="INDEX", help="camera (default 0)"
+    )
+    p.add_argument(
+        "--output",
+        metavar="PATH",
+        help="overlay file or folder; a video file (.mp4, .avi) or "
+        "folder for --video-input; for --webcam, a video file instead of a window",
+    )
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        help="output to draw (default: the richest the config enables: "
+        "panoptic, then instance, then semantic); the model computes only this one",
+    )
+    p.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        help="instance output: draw detections scoring above this (default 0.5)",
+    )
+    p.add_argument(
+        "--max-draw-megapixels",
+        type=float,
+        default=4.0,
+        help="larger images get their annotations drawn at this size and laid over the "
+        "full-resolution image (Detectron2's Visualizer needs ~140 bytes per pixel drawn)",
+    )
+    p.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="draw even if MODEL.WEIGHTS is empty or lacks the head's weights (random output)",
+    )
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config KEY VALUE pairs")
+    return p
+
+
+def setup_cfg(args) -> Tuple[object, str]:
+    """The config and the task to draw; the model is set to compute only that output."""
+    cfg = get_maskformer_cfg(args.config_file, args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on the CPU")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.META_ARCHITECTURE != "MaskFormer":
+        # E.g. the per-pixel baselines (SemanticSegmentor): semantic output only.
+        if args.task not in (None, "semantic"):
+            raise UsageError(
+                f"--task {args.task}: MODEL.META_ARCHITECTURE '{cfg.MODEL.META_ARCHITECTURE}' "
+                "gives semantic output only"
+            )
+        task = "semantic"
+    else:
+        test = cfg.MODEL.MASK_FORMER.TEST
+        task = args.task or next((t for t in TASKS if test.get(TASK_FLAGS[t])), "semantic")
+        if args.task is None:
+            print(f"demo: drawing the {task} output (the richest the config enables; --task)")
+        for t, flag in TASK_FLAGS.items():
+            test[flag] = t == task
+        test.INSTANCE_SCORE_THRESHOLD = args.confidence_threshold
+    if not len(cfg.DATASETS.TEST):
+        raise UsageError(
+            "DATASETS.TEST is empty: the demo takes class names and colours from the metadata "
+            "of DATASETS.TEST[0]"
+        )
+    cfg.freeze()
+    return cfg, task
+
+
+def _inside(path: str, folder: Optional[str]) -> bool:
+    if not folder:
+        return False
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def _overlay_name(relative: str) -> str:
+    return relative if relative.lower().endswith(WRITABLE_EXTENSIONS) else relative + ".png"
+
+
+def collect_inputs(
+    patterns: Sequence[str], output: Optional[str] = None
+) -> Tuple[List[Tuple[str, str]], List[str], bool]:
+    """Expand --input; files under the folder `output` are left out of folders and globs (the
+    overlays of an earlier run into a subfolder of the inputs are not inputs).
+
+    Returns:
+        (path, overlay name) per input, in order, without repeats (a missing file is kept: it
+        is reported when its turn comes); errors (patterns that match nothing); whether any
+        pattern was a folder or a glob (then --output is a folder).
+    """
+    jobs: List[Tuple[str, str]] = []
+    errors: List[str] = []
+    expanded = False
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            expanded = True
+            found = []
+            for root, dirs, files in os.walk(pattern):
+                dirs[:] = sorted(d for d in dirs if not _inside(os.path.join(root, d), output))
+                found += [
+                    os.path.join(root, f)
+                    for f in sorted(files)
+                    if f.lower().endswith(IMAGE_EXTENSIONS)
+                ]
+            if not found:
+                errors.append(
+                    f"{pattern}: a folder without image files ({', '.join(IMAGE_EXTENSIONS)})"
+                )
+            jobs += [(f, _overlay_name(os.path.relpath(f, pattern))) for f in found]
+        elif glob.has_magic(pattern) and not os.path.isfile(pattern):  # "photo[1].jpg" exists
+            expanded = True
+            found = [
+                f
+                for f in sorted(glob.glob(pattern, recursive=True))
+                if os.path.isfile(f) and not _inside(f, output)
+            ]
+            if not found:
+                errors.append(f"{pattern}: no file matches this pattern")
+            jobs += [(f, _overlay_name(os.path.basename(f))) for f in found]
+        else:
+            jobs.append((pattern, _overlay_name(os.path.basename(pattern))))
+    seen = set()
+    unique = []
+    for path, name in jobs:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, name))
+    return unique, errors, expanded
+
+
+def plan_outputs(
+    jobs: List[Tuple[str, str]], output: str, to_folder: bool
+) -> List[Tuple[str, str]]:
+    """(input, overlay path) pairs; UsageError if two inputs would share an overlay, an overlay
+    would replace its input, or a single output file has a format OpenCV cannot write."""
+    to_folder = (
+        to_folder or len(jobs) > 1 or os.path.isdir(output) or output.endswith(("/", os.sep))
+    )
+    if not to_folder:
+        if not output.lower().endswith(WRITABLE_EXTENSIONS):
+            raise UsageError(
+                f"--output {output}: an image file needs one of the extensions "
+                f"{', '.join(WRITABLE_EXTENSIONS)} (or give a folder, ending in '/')"
+            )
+        planned = [(jobs[0][0], output)]
+    else:
+        planned = [(path, os.path.join(output, name)) for path, name in jobs]
+    by_output: Dict[str, str] = {}
+    for path, out in planned:
+        real = os.path.realpath(out)
+        if real == os.path.realpath(path):
+            raise UsageError(f"--output {output}: the overlay of {path} would replace the image")
+        if real in by_output:
+            raise UsageError(
+                f"--output {output}: {by_output[real]} and {path} would both be drawn to {out}; "
+                "give them from separate folders (their relative paths are kept)"
+            )
+        by_output[real] = path
+    return planned
+
+
+class Timer:
+    """Seconds spent per stage, summed over calls."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    def add(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - start
+        return now
+
+
+def run_images(predictor, metadata, task, planned, max_draw_pixels) -> Tuple[int, List[str]]:
+    """Draw and write every overlay; returns (number written, one error line per failure)."""
+    errors: List[str] = []
+    timer = Timer()
+    done = 0
+    start = time.perf_counter()
+    for path, out in tqdm(planned, unit="image", disable=None, dynamic_ncols=True):
+        t = time.perf_counter()
+        try:
+            image = read_image(path, "RGB")
+        except OSError as e:  # missing, not an image, truncated, corrupt: report, go on
+            errors.append(str(e))
+            tqdm.write(f"demo: error: {e}", file=sys.stderr)
+            continue
+        t = timer.add("reading", t)
+        prediction = predictor(image, drawing_size(*image.shape[:2], max_draw_pixels))
+        t = timer.add("model", t)
+        overlay = draw_overlay(image, prediction, task, metadata)
+        t = timer.add("drawing", t)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            save_image_atomically(overlay, out)
+        except OSError as e:
+            errors.append(str(e))
+            tqdm.write(f"demo: error: {e}", file=sys.stderr)
+            continue
+        timer.add("writing", t)
+        done += 1
+    total = time.perf_counter() - start
+    stages = ", ".join(f"{k} {v / max(done, 1):.3f}" for k, v in timer.seconds.items())
+    print(
+        f"demo: {done} image{'s' * (done != 1)} in {total:.1f} s: "
+        f"{total / max(done, 1):.3f} s per image ({stages}); {len(errors)} failed"
+    )
+    return done, errors
+
+
+def _video_writer(path: str, fps: float, size: Tuple[int, int]) -> cv2.VideoWriter:
+    ext = os.path.splitext(path)[1].lower()
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"Cannot write video {path} (codec {VIDEO_CODECS[ext]})")
+    return writer
+
+
+def run_stream(predictor, metadata, task, capture, out_path: Optional[str], total=None) -> int:
+    """Draw every frame of an opened VideoCapture into a video file written atomically, or into
+    a window when `out_path` is None (Esc stops). Returns the number of frames drawn."""
+    visualizer = VideoVisualizer(metadata)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and fps == fps and fps > 0 else 30.0
+    tmp = None
+    writer = None
+    if out_path is not None:
+        stem, ext = os.path.splitext(os.path.basename(out_path))
+        tmp = os.path.join(
+            os.path.dirname(os.path.abspath(out_path)), f".{stem}.tmp{os.getpid()}{ext}"
+        )
+    timer = Timer()
+    frames = 0
+    start = time.perf_counter()
+    progress = tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True)
+    try:
+        while True:
+            t = time.perf_counter()
+            ok, frame = capture.read()
+            if not ok:
+                break
+            rgb = frame[:, :, ::-1].copy()
+            t = timer.add("reading", t)
+            prediction = predictor(rgb)
+            t = timer.add("model", t)
+            drawn = draw_video_frame(visualizer, rgb, prediction, task)[:, :, ::-1]
+            t = timer.add("drawing", t)
+            if tmp is not None:
+                if writer is None:
+                    writer = _video_writer(tmp, fps, (drawn.shape[1], drawn.shape[0]))
+                writer.write(drawn)
+            else:
+                try:
+                    cv2.imshow("MaskFormer", drawn)
+                except cv2.error:
+                    raise UsageError(
+                        "OpenCV cannot open a window here (opencv-python-headless, or no "
+                        "display): give --output FILE.mp4"
+                    ) from None
+                if cv2.waitKey(1) == 27:  # Esc
+                    break
+            timer.add("writing", t)
+            frames += 1
+            progress.update()
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp, out_path)
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.release()
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        if out_path is None:
+            cv2.destroyAllWindows()
+    total_s = time.perf_counter() - start
+    stages = ", ".join(f"{k} {v / max(frames, 1):.3f}" for k, v in timer.seconds.items())
+    print(
+        f"demo: {frames} frames in {total_s:.1f} s: {total_s / max(frames, 1):.3f} s per frame "
+        f"({stages})"
+    )
+    return frames
+
+
+def _video_output(args) -> Optional[str]:
+    if args.output is None:
+        if args.video_input is not None:
+            raise UsageError("--video-input needs --output (a .mp4/.avi file or a folder)")
+        return None
+    out = args.output
+    if args.video_input is not None and (os.path.isdir(out) or out.endswith(("/", os.sep))):
+        stem = os.path.splitext(os.path.basename(args.video_input))[0]
+        out = os.path.join(out, stem + ".mp4")
+    if os.path.splitext(out)[1].lower() not in VIDEO_CODECS:
+        raise UsageError(
+            f"--output {args.output}: a video file needs one of the extensions "
+            f"{', '.join(VIDEO_CODECS)}"
+        )
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Returns the exit status: 0, 1 if some inputs failed, 2 if nothing could be run."""
+    args = get_parser().parse_args(argv)
+    setup_logger(name="maskformer")
+    try:
+        cfg, task = setup_cfg(args)
+        metadata = drawing_metadata(cfg.DATASETS.TEST[0], cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+        if args.input is not None:
+            if args.output is None:
+                raise UsageError("--input needs --output (an image file or a folder)")
+            jobs, errors, expanded = collect_inputs(args.input, args.output)
+            planned = plan_outputs(jobs, args.output, expanded) if jobs else []
+        else:
+            out_path = _video_output(args)
+            if args.video_input is not None and not os.path.isfile(args.video_input):
+                raise UsageError(f"--video-input {args.video_input}: no such file")
+        predictor = MaskFormerPredictor.from_config(
+            cfg, allow_random_weights=args.allow_random_weights
+        )
+    except UntrainedModelError as e:
+        print(f"demo: error: {e} (--allow-random-weights)", file=sys.stderr)
+        return 2
+    except (UsageError, ValueError, OSError) as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 2
+
+    if args.input is not None:
+        for e in errors:
+            print(f"demo: error: {e}", file=sys.stderr)
+        _, failed = run_images(
+            predictor, metadata, task, planned, int(args.max_draw_megapixels * 1e6)
+        )
+        if planned and args.output:
+            print(f"demo: overlays in {args.output}")
+        return 1 if errors or failed else 0
+
+    source = args.video_input if args.video_input is not None else args.webcam
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        what = f"video {source}" if args.video_input is not None else f"camera {source}"
+        print(f"demo: error: cannot open {what}", file=sys.stderr)
+        return 2
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video_input is not None else None
+    try:
+        frames = run_stream(predictor, metadata, task, capture, out_path, total=total or None)
+    except (UsageError, OSError) as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        capture.release()
+    if frames == 0:
+        print(f"demo: error: no frame could be read from {source}", file=sys.stderr)
+        return 1
+    if out_path:
+        print(f"demo: video in {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

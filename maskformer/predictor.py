@@ -1,0 +1,251 @@
+"""Inference on single images of any size, for the demo and for your own scripts.
+
+    predictor = MaskFormerPredictor.from_config(cfg)     # builds the model, loads MODEL.WEIGHTS
+    prediction = predictor(read_image("photo.jpg", "RGB"))
+    prediction.semantic                                  # (H, W) class per pixel
+
+Memory does not grow with the K x H x W score maps of a large photograph: the model is asked for
+its outputs at the network resolution (the image resized to INPUT.MIN_SIZE_TEST /
+MAX_SIZE_TEST), and only label maps are brought to the output size:
+
+- semantic: the (K, h, w) scores are resized bilinearly and arg-maxed a band of rows at a time,
+  which gives the labels of the model's own full-size output (what evaluation computes) with
+  at most `max_chunk_bytes` of scores at the output size in memory;
+- panoptic and instance: the segment-id map and the kept instance masks are resized by nearest
+  neighbour (the model would otherwise resize Q mask logits to the full size first); boxes are
+  the tight boxes of the resized masks.
+
+Shapes: K classes, H x W the output size (default: the image's), h x w the network resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from torch import Tensor, nn
+
+from .checkpoint import MaskFormerCheckpointer
+from .modeling.postprocessing import mask_boxes
+
+__all__ = [
+    "MaskFormerPredictor",
+    "Prediction",
+    "UntrainedModelError",
+    "nearest_resize",
+    "resized_argmax",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class UntrainedModelError(ValueError):
+    """MODEL.WEIGHTS is empty or does not hold trained weights for the model's head."""
+
+
+@dataclass
+class Prediction:
+    """The outputs the model produces for one image, at the output size (H, W).
+
+    Attributes:
+        semantic: (H, W) int64 class per pixel, or None.
+        panoptic: ((H, W) int32 segment ids, 0 = void; segments_info with "id", "category_id",
+            "isthing"), or None.
+        instances: Instances of size (H, W) with pred_masks (D, H, W) bool, pred_boxes,
+            scores, pred_classes, or None.
+    """
+
+    semantic: Optional[Tensor] = None
+    panoptic: Optional[Tuple[Tensor, List[Dict]]] = None
+    instances: Optional[Instances] = None
+
+
+def _bilinear_taps(in_size: int, out_size: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Source indices and weights of a 1-D bilinear resize, as PyTorch's align_corners=False
+    computes them: src = (dst + 0.5) * in / out - 0.5, clamped at 0."""
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size) - 0.5).clamp(
+        min=0
+    )
+    lo = src.floor().long().clamp(max=in_size - 1)
+    hi = (lo + 1).clamp(max=in_size - 1)
+    return lo, hi, (src - lo).float()
+
+
+def resized_argmax(
+    scores: Tensor, size: Tuple[int, int], max_chunk_bytes: int = 64 << 20
+) -> Tensor:
+    """`F.interpolate(scores[None], size, mode="bilinear").argmax(1)[0]` a band of rows at a
+    time, so that the (K, H, W) resized scores never exist in memory at once.
+
+    Args:
+        scores: (K, h, w) float.
+        size: (H, W) output size.
+        max_chunk_bytes: bound on the resized scores of one band of rows.
+    Returns:
+        (H, W) int64 labels.
+    """
+    k, h, w = scores.shape
+    out_h, out_w = size
+    lo, hi, frac = _bilinear_taps(h, out_h)
+    lo, hi, frac = lo.to(scores.device), hi.to(scores.device), frac.to(scores.device)
+    rows = max(1, max_chunk_bytes // (k * out_w * scores.element_size()))
+    labels = torch.empty((out_h, out_w), dtype=torch.int64, device=scores.device)
+    for r0 in range(0, out_h, rows):
+        r1 = min(r0 + rows, out_h)
+        t = frac[r0:r1].view(1, -1, 1)
+        # Rows by hand (a band of the output needs arbitrary input rows), then columns with
+        # PyTorch; a bilinear resize from n to n rows is the identity, so the columns pass
+        # leaves the rows as they are.
+        band = scores[:, lo[r0:r1]] * (1 - t) + scores[:, hi[r0:r1]] * t
+        band = F.interpolate(band[None], size=(r1 - r0, out_w), mode="bilinear")[0]
+        labels[r0:r1] = band.argmax(0)
+    return labels
+
+
+def _nearest_indices(in_size: int, out_size: int, device) -> Tensor:
+    """Source index of each output index for a centred nearest-neighbour resize (as PIL's and
+    OpenCV's INTER_NEAREST_EXACT): floor((dst + 0.5) * in / out)."""
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)).floor()
+    return src.long().clamp(max=in_size - 1).to(device)
+
+
+def nearest_resize(x: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of the last two dimensions of `x` (any dtype) to `size`."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    rows = _nearest_indices(x.shape[-2], size[0], x.device)
+    cols = _nearest_indices(x.shape[-1], size[1], x.device)
+    return x[..., rows, :][..., cols]
+
+
+def _resize_instances(instances: Instances, size: Tuple[int, int]) -> Instances:
+    out = Instances(size)
+    masks = nearest_resize(instances.pred_masks, size)
+    out.pred_masks = masks
+    out.pred_boxes = Boxes(mask_boxes(masks))
+    out.scores = instances.scores
+    out.pred_classes = instances.pred_classes
+    return out
+
+
+class MaskFormerPredictor:
+    """Runs a segmentation model on one RGB image at a time, like Detectron2's
+    `DefaultPredictor`, with outputs brought to any size at bounded memory (module docstring).
+
+    Works with any model taking Detectron2 input dicts and returning "sem_seg" scores,
+    "panoptic_seg" and/or "instances" (MaskFormer, the per-pixel baselines' SemanticSegmentor).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        min_size_test: int,
+        max_size_test: int,
+        input_format: str = "RGB",
+        max_chunk_bytes: int = 64 << 20,
+    ):
+        """
+        Args:
+            model: the model, in eval mode.
+            min_size_test, max_size_test: the network resolution: shorter side, longest side.
+            input_format: channel order the model expects ("RGB" or "BGR").
+            max_chunk_bytes: memory bound of the semantic label computation (`resized_argmax`).
+        """
+        if input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT is '{input_format}'; the predictor takes RGB or BGR")
+        self.model = model.eval()
+        self.min_size_test = min_size_test
+        self.max_size_test = max_size_test
+        self.input_format = input_format
+        self.max_chunk_bytes = max_chunk_bytes
+
+    @classmethod
+    def from_config(cls, cfg, *, allow_random_weights: bool = False) -> MaskFormerPredictor:
+        """Build `cfg`'s model and load MODEL.WEIGHTS with `MaskFormerCheckpointer`.
+
+        Raises:
+            UntrainedModelError: MODEL.WEIGHTS is empty, or the file lacks weights of the head
+                (missing or of another shape, e.g. another number of classes), so that the
+                outputs would be random; unless `allow_random_weights`, which only warns.
+        """
+        model = build_model(cfg)
+        weights = cfg.MODEL.WEIGHTS
+        if not weights:
+            problem = (
+                "MODEL.WEIGHTS is empty: the model has random weights and its output would be "
+                "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
+            )
+        else:
+            checkpointer = MaskFormerCheckpointer(model)
+            checkpointer.load(weights)
+            report = checkpointer.last_report
+            untrained = [k for k in report.missing if not k.startswith("backbone.")]
+            untrained += [k for k, _, _ in report.shape_mismatches if not k.startswith("backbone.")]
+            problem = ""
+            if untrained:
+                problem = (
+                    f"MODEL.WEIGHTS '{weights}' has no usable weights for {len(untrained)} tensors "
+                    f"of the model's head (e.g. {', '.join(untrained[:3])}): missing, or of "
+                    "another shape (another NUM_CLASSES or NUM_OBJECT_QUERIES?). It is not a "
+                    "trained model for this config, and the output would be partly random"
+                )
+        if problem:
+            if not allow_random_weights:
+                raise UntrainedModelError(problem + "; or allow random weights explicitly.")
+            logger.warning(problem + " (random weights allowed).")
+        return cls(
+            model,
+            min_size_test=cfg.INPUT.MIN_SIZE_TEST,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+            input_format=cfg.INPUT.FORMAT,
+        )
+
+    def network_size(self, height: int, width: int) -> Tuple[int, int]:
+        """The (h, w) an image of size (height, width) is resized to for the model."""
+        h, w = T.ResizeShortestEdge.get_output_shape(
+            height, width, self.min_size_test, self.max_size_test
+        )
+        # A very elongated image (1 x 8000) would round its short side to 0.
+        return max(h, 1), max(w, 1)
+
+    @torch.no_grad()
+    def __call__(
+        self, image: np.ndarray, output_size: Optional[Tuple[int, int]] = None
+    ) -> Prediction:
+        """
+        Args:
+            image: (H0, W0, 3) uint8 RGB.
+            output_size: (H, W) of the outputs; default (H0, W0).
+        Returns:
+            the model's outputs at `output_size` (`Prediction`).
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {tuple(image.shape)}"
+            )
+        height, width = image.shape[:2]
+        size = tuple(output_size) if output_size is not None else (height, width)
+        h, w = self.network_size(height, width)
+        resized = T.ResizeTransform(height, width, h, w).apply_image(image)
+        if self.input_format == "BGR":
+            resized = resized[:, :, ::-1]
+        x = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
+        out = self.model([{"image": x, "height": h, "width": w}])[0]
+        prediction = Prediction()
+        if "sem_seg" in out:
+            prediction.semantic = resized_argmax(out["sem_seg"], size, self.max_chunk_bytes).cpu()
+        if "panoptic_seg" in out:
+            ids, segments_info = out["panoptic_seg"]
+            prediction.panoptic = (nearest_resize(ids, size).cpu(), segments_info)
+        if "instances" in out:
+            prediction.instances = _resize_instances(out["instances"], size).to("cpu")
+        return prediction
