@@ -35,7 +35,7 @@ from detectron2.utils.logger import setup_logger
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_train_loader, build_train_mapper
-from maskformer.engine import AMPTrainer, StepSeedHook, post_processing_for
+from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, post_processing_for
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.solver import build_optimizer
@@ -62,7 +62,10 @@ class Trainer(DefaultTrainer):
             device_ids=[comm.get_local_rank()] if device_type == "cuda" else None,
         )
         if cfg.SOLVER.AMP.ENABLED:
-            self._trainer = AMPTrainer(model, data_loader, optimizer, device_type=device_type)
+            precision = amp_precision(cfg.SOLVER.AMP.PRECISION)
+            self._trainer = AMPTrainer(
+                model, data_loader, optimizer, device_type=device_type, precision=precision
+            )
         else:
             self._trainer = SimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)

@@ -28,6 +28,9 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding parameters (the queries)
     cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" or "SGD"
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # LR factor for parameters under `backbone`
+    # Autocast dtype of SOLVER.AMP: "float16" (with loss scaling) or "bfloat16"; "": float16 on
+    # CUDA, bfloat16 on the CPU.
+    cfg.SOLVER.AMP.PRECISION = ""
 
     cfg.MODEL.MASK_FORMER = CN()
     # loss
@@ -35,6 +38,11 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the "no object" class
     cfg.MODEL.MASK_FORMER.DICE_WEIGHT = 1.0  # dice loss and matching-cost weight
     cfg.MODEL.MASK_FORMER.MASK_WEIGHT = 20.0  # sigmoid focal loss and matching-cost weight
+    # Mask losses and matching costs at this many sampled points per mask (Mask2Former: 12544)
+    # instead of every pixel; 0 = every pixel (official MaskFormer). Saves training memory.
+    cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 0
+    cfg.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0  # point sampling: candidates per kept point
+    cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75  # share of points chosen by uncertainty
     # transformer predictor
     cfg.MODEL.MASK_FORMER.NHEADS = 8  # attention heads (also the pixel decoder's encoder)
     cfg.MODEL.MASK_FORMER.DROPOUT = 0.1  # transformer dropout (also the pixel decoder's encoder)
@@ -62,6 +70,9 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible/full mask area
     # Resize mask logits to the output size before combining them (exact but memory-hungry).
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+    # "sem_seg" as a label map (SemSegLabels) combined at the mask resolution and resized in
+    # bands: memory independent of classes x output size, for very large images.
+    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS = False
 
     # evaluation
     # Processes computing PQ; panopticapi alone would start one per CPU of the machine.

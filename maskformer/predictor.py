@@ -26,14 +26,14 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer
-from .modeling.postprocessing import mask_boxes
+from .modeling.postprocessing import SemSegLabels, mask_boxes
+from .modeling.resample import MapResampler
 
 __all__ = [
     "MaskFormerPredictor",
@@ -67,17 +67,6 @@ class Prediction:
     instances: Optional[Instances] = None
 
 
-def _bilinear_taps(in_size: int, out_size: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Source indices and weights of a 1-D bilinear resize, as PyTorch's align_corners=False
-    computes them: src = (dst + 0.5) * in / out - 0.5, clamped at 0."""
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size) - 0.5).clamp(
-        min=0
-    )
-    lo = src.floor().long().clamp(max=in_size - 1)
-    hi = (lo + 1).clamp(max=in_size - 1)
-    return lo, hi, (src - lo).float()
-
-
 def resized_argmax(
     scores: Tensor, size: Tuple[int, int], max_chunk_bytes: int = 64 << 20
 ) -> Tensor:
@@ -91,20 +80,12 @@ def resized_argmax(
     Returns:
         (H, W) int64 labels.
     """
-    k, h, w = scores.shape
-    out_h, out_w = size
-    lo, hi, frac = _bilinear_taps(h, out_h)
-    lo, hi, frac = lo.to(scores.device), hi.to(scores.device), frac.to(scores.device)
-    rows = max(1, max_chunk_bytes // (k * out_w * scores.element_size()))
-    labels = torch.empty((out_h, out_w), dtype=torch.int64, device=scores.device)
-    for r0 in range(0, out_h, rows):
-        r1 = min(r0 + rows, out_h)
-        t = frac[r0:r1].view(1, -1, 1)
-        # Rows by hand (a band of the output needs arbitrary input rows), then columns with
-        # PyTorch; a bilinear resize from n to n rows is the identity, so the columns pass
-        # leaves the rows as they are.
-        band = scores[:, lo[r0:r1]] * (1 - t) + scores[:, hi[r0:r1]] * t
-        band = F.interpolate(band[None], size=(r1 - r0, out_w), mode="bilinear")[0]
+    low = tuple(scores.shape[-2:])
+    # No padding and no crop: the resampler's geometry reduces to the one resize.
+    resampler = MapResampler(low, low, low, size)
+    rows = resampler.band_rows(scores.shape[0], max_chunk_bytes // scores.element_size())
+    labels = torch.empty(tuple(size), dtype=torch.int64, device=scores.device)
+    for r0, r1, band in resampler.bands(scores, rows):
         labels[r0:r1] = band.argmax(0)
     return labels
 
@@ -241,7 +222,11 @@ class MaskFormerPredictor:
         # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
         out = self.model([{"image": x, "height": h, "width": w}])[0]
         prediction = Prediction()
-        if "sem_seg" in out:
+        if isinstance(
+            out.get("sem_seg"), SemSegLabels
+        ):  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+            prediction.semantic = nearest_resize(out["sem_seg"].labels, size).cpu()
+        elif "sem_seg" in out:
             prediction.semantic = resized_argmax(out["sem_seg"], size, self.max_chunk_bytes).cpu()
         if "panoptic_seg" in out:
             ids, segments_info = out["panoptic_seg"]

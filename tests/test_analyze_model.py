@@ -52,4 +52,5 @@ def test_parameters_and_flops_of_a_tiny_swin_model(tmp_path):
     assert flops["total"] > 0 and abs(sum(flops["parts"].values()) - flops["total"]) < 1
     assert flops["by_operator"]["scaled_dot_product_attention"] > 0
     assert min(flops["parts"].values()) > 0
+    assert 0 < flops["total_as_run"] <= flops["total"]
     assert json.loads((tmp_path / "analysis.json").read_text())["params"] == params

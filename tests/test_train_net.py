@@ -2,6 +2,7 @@
 kill-and-resume, and a 2-process CPU run."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -84,6 +85,19 @@ def test_train_then_evaluate_then_eval_only(tmp_path):
                  eval_only=True)  # fmt: skip
     again = train_net.main(args)
     assert again["sem_seg"]["mIoU"] == pytest.approx(miou, abs=1e-9)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_short_amp_run_stays_finite(tmp_path, precision):
+    extra = ["SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", precision]
+    trainer, recorder = _trainer(tmp_path, *extra, "SOLVER.MAX_ITER", "6", "TEST.EVAL_PERIOD", "0")
+    assert trainer._trainer.precision == getattr(torch, precision)
+    # float16 needs loss scaling (a GradScaler that is on); bfloat16 does not.
+    assert trainer._trainer.grad_scaler.is_enabled() == (precision == "float16")
+    trainer.train()
+    assert sorted(recorder.losses) == list(range(6))
+    assert all(math.isfinite(v) for v in recorder.losses.values())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def test_killed_run_resumes_exactly(tmp_path):

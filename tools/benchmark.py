@@ -1,14 +1,21 @@
 #!/usr/bin/env python
 """Speed and memory of a MaskFormer config on synthetic data (random weights, fixed seed).
 
-Prints, for one config: parameters; inference seconds per image (batch 1, median after warm-up)
-with its backbone / head / rest split; training seconds per iteration (forward, loss, backward,
-optimizer step with the config's gradient clipping), with the time spent in the matcher; and
-peak memory (process RSS, or CUDA peak allocation on a GPU).
+Prints, for one config: parameters; inference seconds per image (batch 1 unless --infer-batch,
+median after warm-up) with its backbone / head / rest split, and images per second; training
+seconds per iteration (forward, loss, backward, optimizer step with the config's gradient
+clipping) and images per second, with the time spent in the matcher; the memory the training
+step keeps for the backward pass (saved tensors); and peak memory (process RSS on the CPU, where
+inference runs first so the first figure is the inference peak; CUDA peak allocation per phase on
+a GPU).
 
     python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --threads 2
 
-Inference runs before training, so the first peak RSS is the inference peak.
+On a GPU (figures per precision; --precision applies autocast to inference and training, with
+loss scaling for fp16; the matcher and losses stay fp32):
+
+    python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --device cuda \
+        --infer-batch 1 16 --batch 16 --precision bf16
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from detectron2.structures import BitMasks, Instances  # noqa: E402
 from maskformer import get_maskformer_cfg  # noqa: E402
 from maskformer.solver import build_optimizer  # noqa: E402
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -46,6 +55,16 @@ def parse_args(argv=None):
     p.add_argument("--train-iters", type=int, default=7)
     p.add_argument("--train-warmup", type=int, default=3)
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-infer", action="store_true")
+    p.add_argument(
+        "--infer-batch", type=int, nargs="+", default=[1], help="inference batch sizes (default 1)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="fp32",
+        help="autocast dtype of inference and training (default fp32: no autocast)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides")
@@ -53,10 +72,35 @@ def parse_args(argv=None):
 
 
 def peak_memory_gb(device: torch.device) -> float:
+    """CUDA: peak allocation since the last `reset_peak_memory`; CPU: peak RSS of the process."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+class SavedTensors:
+    """Bytes of the distinct storages autograd keeps for the backward pass, other than the
+    model's parameters: the activations (and derived weights) a training step holds."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.storages: Dict[int, int] = {}
+        self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in self._params:
+            self.storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    @property
+    def gb(self) -> float:
+        return sum(self.storages.values()) / 2**30
 
 
 def sync(device: torch.device) -> None:
@@ -126,26 +170,41 @@ def main(argv=None) -> Dict[str, float]:
 
     backbone_t = Timer(model.backbone, device)
     head_t = Timer(model.sem_seg_head, device)
+    dtype = PRECISIONS[args.precision]
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    print(f"precision: {args.precision}")
     model.eval()
-    sample = synthetic_sample(args.size, num_classes, rng, with_gt=False)
-    times: List[float] = []
-    split: List[List[float]] = []
-    with torch.no_grad():
-        for i in range(args.warmup + args.infer_iters):
-            backbone_t.total = head_t.total = 0.0
-            t = timed(lambda: model([sample]), device)
-            if i >= args.warmup:
-                times.append(t)
-                split.append([backbone_t.total, head_t.total, t - backbone_t.total - head_t.total])
-    res["infer_s"] = statistics.median(times)
-    for j, key in enumerate(["infer_backbone_s", "infer_head_s", "infer_rest_s"]):
-        res[key] = statistics.median(s[j] for s in split)
-    res["infer_peak_gb"] = peak_memory_gb(device)
-    print(
-        f"inference: {res['infer_s']:.3f} s/img (median of {args.infer_iters}; backbone "
-        f"{res['infer_backbone_s']:.3f} / head {res['infer_head_s']:.3f} / post-processing and "
-        f"rest {res['infer_rest_s']:.3f}); peak memory {res['infer_peak_gb']:.2f} GB"
-    )
+    for b in args.infer_batch:
+        # Drawn even with --skip-infer, so that the training data stay the same.
+        samples = [synthetic_sample(args.size, num_classes, rng, with_gt=False) for _ in range(b)]
+        if args.skip_infer:
+            continue
+        reset_peak_memory(device)
+        times: List[float] = []
+        split: List[List[float]] = []
+        with torch.no_grad(), autocast():
+            for i in range(args.warmup + args.infer_iters):
+                backbone_t.total = head_t.total = 0.0
+                t = timed(lambda: model(samples), device)  # noqa: B023
+                if i >= args.warmup:
+                    rest = t - backbone_t.total - head_t.total
+                    times.append(t / b)
+                    split.append([backbone_t.total / b, head_t.total / b, rest / b])
+        key = "infer" if b == 1 else f"infer_b{b}"
+        res[f"{key}_s"] = statistics.median(times)
+        for j, part in enumerate(["backbone", "head", "rest"]):
+            res[f"{key}_{part}_s"] = statistics.median(x[j] for x in split)
+        res[f"{key}_img_per_s"] = 1 / res[f"{key}_s"]
+        res[f"{key}_peak_gb"] = peak_memory_gb(device)
+        print(
+            f"inference: {res[f'{key}_s']:.3f} s/img at batch {b} (median of "
+            f"{args.infer_iters}; backbone {res[f'{key}_backbone_s']:.3f} / head "
+            f"{res[f'{key}_head_s']:.3f} / post-processing and rest {res[f'{key}_rest_s']:.3f}) "
+            f"= {res[f'{key}_img_per_s']:.2f} img/s; peak memory {res[f'{key}_peak_gb']:.2f} GB"
+        )
 
     if not args.skip_train:
         model.train()
@@ -153,12 +212,22 @@ def main(argv=None) -> Dict[str, float]:
         matcher_t = Timer(model.criterion.matcher, device)
         batch = [synthetic_sample(args.size, num_classes, rng, True) for _ in range(args.batch)]
 
-        def step():
-            losses = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
+        def step():
+            with autocast():
+                losses = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(sum(losses.values())).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+        saved = SavedTensors(model)
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t), autocast():
+            losses = model(batch)
+        del losses
+        res["train_saved_gb"] = saved.gb
+        reset_peak_memory(device)
         times, matcher = [], []
         for i in range(args.train_warmup + args.train_iters):
             matcher_t.total = 0.0
@@ -167,12 +236,14 @@ def main(argv=None) -> Dict[str, float]:
                 times.append(t)
                 matcher.append(matcher_t.total)
         res["train_s"] = statistics.median(times)
+        res["train_img_per_s"] = args.batch / res["train_s"]
         res["matcher_ms"] = 1000 * statistics.median(matcher)
         res["train_peak_gb"] = peak_memory_gb(device)
         print(
             f"training: {res['train_s']:.3f} s/iter at batch {args.batch} (median of "
-            f"{args.train_iters}); matcher {res['matcher_ms']:.1f} ms/iter; "
-            f"peak memory {res['train_peak_gb']:.2f} GB"
+            f"{args.train_iters}) = {res['train_img_per_s']:.2f} img/s; matcher "
+            f"{res['matcher_ms']:.1f} ms/iter; activations saved for backward "
+            f"{res['train_saved_gb']:.2f} GB; peak memory {res['train_peak_gb']:.2f} GB"
         )
     if args.json:
         with open(args.json, "w") as f:

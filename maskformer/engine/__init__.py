@@ -1,8 +1,8 @@
 """Training-loop pieces used by train_net.py: exact resume, AMP on any device, evaluation per
 dataset."""
 
-from .amp import AMPTrainer
+from .amp import AMPTrainer, amp_precision
 from .evaluation import post_processing_for
 from .hooks import StepSeedHook
 
-__all__ = ["AMPTrainer", "StepSeedHook", "post_processing_for"]
+__all__ = ["AMPTrainer", "StepSeedHook", "amp_precision", "post_processing_for"]

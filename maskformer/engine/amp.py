@@ -3,26 +3,56 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import torch
 from detectron2.engine import SimpleTrainer
 
-__all__ = ["AMPTrainer"]
+__all__ = ["AMPTrainer", "amp_precision"]
+
+_PRECISIONS = {"": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_precision(name: str) -> Optional[torch.dtype]:
+    """The dtype named by SOLVER.AMP.PRECISION ("" for the device's default: None)."""
+    if name not in _PRECISIONS:
+        raise ValueError(f"SOLVER.AMP.PRECISION is {name!r}; expected one of {sorted(_PRECISIONS)}")
+    return _PRECISIONS[name]
 
 
 class AMPTrainer(SimpleTrainer):
-    """SimpleTrainer under `torch.autocast`, on CUDA (float16 + GradScaler) or CPU (bfloat16).
+    """SimpleTrainer under `torch.autocast` in float16 (with loss scaling) or bfloat16, on CUDA
+    or the CPU.
 
     Detectron2's AMPTrainer is CUDA-only. The matcher and losses switch autocast off themselves,
     so they stay in float32 either way.
     """
 
-    def __init__(self, model, data_loader, optimizer, *, device_type: str, **kwargs):
+    def __init__(
+        self,
+        model,
+        data_loader,
+        optimizer,
+        *,
+        device_type: str,
+        precision: Optional[torch.dtype] = None,
+        **kwargs,
+    ):
+        """
+        Args:
+            device_type: "cuda" or "cpu".
+            precision: torch.float16 or torch.bfloat16; None: float16 on CUDA, bfloat16 on the
+                CPU (where float16 arithmetic is slow on most processors).
+        """
         super().__init__(model, data_loader, optimizer, **kwargs)
         self.device_type = device_type
+        if precision is None:
+            precision = torch.float16 if device_type == "cuda" else torch.bfloat16
+        if precision not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"AMP precision must be float16 or bfloat16, got {precision}")
+        self.precision = precision
         # bfloat16 has float32's range: no loss scaling needed; float16 needs it.
-        self.precision = torch.float16 if device_type == "cuda" else torch.bfloat16
-        self.grad_scaler = torch.amp.GradScaler(device_type, enabled=device_type == "cuda")
+        self.grad_scaler = torch.amp.GradScaler(device_type, enabled=precision == torch.float16)
 
     def run_step(self):
         assert self.model.training, "[AMPTrainer] model was changed to eval mode!"

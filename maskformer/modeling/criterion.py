@@ -14,13 +14,17 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import (
+    get_uncertain_point_coords_with_randomness,
+    point_sample,
+)
 from detectron2.utils.comm import get_world_size
 from torch import Tensor, nn
 
-from .losses import dice_loss, sigmoid_focal_loss
+from .losses import focal_and_dice_per_mask
 from .matcher import HungarianMatcher
 
-__all__ = ["SetCriterion", "num_masks_across_processes"]
+__all__ = ["SetCriterion", "num_masks_across_processes", "point_mask_losses"]
 
 
 def num_masks_across_processes(num_local: int, device: torch.device) -> float:
@@ -58,6 +62,9 @@ class SetCriterion(nn.Module):
         dice_weight: float = 1.0,
         no_object_weight: float = 0.1,
         deep_supervision: bool = True,
+        num_points: int = 0,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
     ):
         """
         Args:
@@ -67,12 +74,20 @@ class SetCriterion(nn.Module):
                 terms in the total loss (the same for every decoder layer).
             no_object_weight: cross-entropy class weight of "no object" (the real classes have 1).
             deep_supervision: also pay the loss on "aux_outputs" when the model returns them.
+            num_points: 0 for the official loss on every pixel of the upsampled masks; P > 0
+                for the loss at P points per mask (`point_mask_losses`), which needs far less
+                memory (Mask2Former uses 112 * 112).
+            oversample_ratio, importance_sample_ratio: the point sampling (PointRend's
+                `get_uncertain_point_coords_with_randomness`).
         """
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
         self.weights = {"loss_ce": class_weight, "loss_mask": mask_weight, "loss_dice": dice_weight}
         self.deep_supervision = deep_supervision
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[-1] = no_object_weight
         # Persistent: the official checkpoints carry it as `criterion.empty_weight`.
@@ -99,32 +114,94 @@ class SetCriterion(nn.Module):
         indices: List[Tuple[Tensor, Tensor]],
         num_masks: float,
     ) -> Tuple[Tensor, Tensor]:
-        """Focal and dice losses of the matched masks; pred_masks (B, Q, H, W).
+        """Focal and dice losses of one layer's matched masks; pred_masks (B, Q, H, W)."""
+        return self.loss_masks_of_layers([pred_masks], targets, [indices], num_masks)[0]
+
+    def loss_masks_of_layers(
+        self,
+        pred_masks: List[Tensor],
+        targets: List[Dict[str, Tensor]],
+        indices: List[List[Tuple[Tensor, Tensor]]],
+        num_masks: float,
+    ) -> List[Tuple[Tensor, Tensor]]:
+        """Focal and dice losses of the matched masks of several decoder layers at once.
 
         Predictions are bilinearly upsampled to the padded image size of the targets, as in the
-        official implementation (the padding counts as background).
+        official implementation (the padding counts as background); with `num_points` > 0 they
+        are compared at sampled points instead (`point_mask_losses`). All layers' matched pairs
+        go through one upsampling and one loss evaluation, then are summed per layer.
+
+        Args:
+            pred_masks: per layer, (B, Q, H, W) mask logits.
+            indices: per layer, the matcher's B (query_idx, target_idx) pairs.
+        Returns:
+            per layer, (focal, dice) each summed over its matched masks / num_masks.
         """
+        device = pred_masks[0].device
         src = torch.cat(
-            [pred_masks[b, i.to(pred_masks.device)] for b, (i, _) in enumerate(indices)]
+            [
+                masks[b, i.to(device)]
+                for masks, layer in zip(pred_masks, indices)
+                for b, (i, _) in enumerate(layer)
+            ]
         )
-        tgt = torch.cat(
-            [t["masks"][j.to(t["masks"].device)] for t, (_, j) in zip(targets, indices)]
-        )
-        src = F.interpolate(
-            src[:, None].float(), size=tgt.shape[-2:], mode="bilinear", align_corners=False
-        )[:, 0].flatten(1)
-        tgt = tgt.to(src).flatten(1)
-        return sigmoid_focal_loss(src, tgt, num_masks), dice_loss(src, tgt, num_masks)
+        # Each layer pairs the same target masks in its own order: gather them from one
+        # concatenation of the batch's targets.
+        first = torch.tensor([0] + [len(t["labels"]) for t in targets]).cumsum(0)[:-1].tolist()
+        gather = torch.cat(
+            [j + first[b] for layer in indices for b, (_, j) in enumerate(layer)]
+        ).to(device)
+        tgt = torch.cat([t["masks"].to(device) for t in targets])[gather]
+        if self.num_points > 0:
+            focal, dice = self.point_mask_losses(src, tgt)
+        else:
+            src = F.interpolate(
+                src[:, None].float(), size=tgt.shape[-2:], mode="bilinear", align_corners=False
+            )[:, 0]
+            focal, dice = focal_and_dice_per_mask(src.flatten(1), tgt.flatten(1))
+        counts = [sum(len(i) for i, _ in layer) for layer in indices]
+        return [
+            (f.sum() / num_masks, d.sum() / num_masks)
+            for f, d in zip(focal.split(counts), dice.split(counts))
+        ]
+
+    def point_mask_losses(self, src: Tensor, tgt: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-mask focal and dice losses at `num_points` points per mask (Mask2Former's
+        sampling), instead of at every pixel of the upsampled prediction.
+
+        Points are drawn as in PointRend: `oversample_ratio` x num_points uniform candidates,
+        of which the `importance_sample_ratio` share with the most uncertain prediction
+        (logit closest to 0) is kept, the rest uniform. Predictions are read at the points by
+        bilinear interpolation with the edge values repeated (what the full loss's upsampling
+        computes there), targets by bilinear interpolation of the binary masks.
+
+        Args:
+            src: (M, H, W) mask logits; tgt: (M, Hp, Wp) target masks.
+        Returns:
+            focal (M,), dice (M,): means / sums over the points instead of the pixels.
+        """
+        src = src[:, None].float()
+        with torch.no_grad():
+            coords = get_uncertain_point_coords_with_randomness(
+                src,
+                lambda logits: -logits.abs(),
+                self.num_points,
+                self.oversample_ratio,
+                self.importance_sample_ratio,
+            )
+        return point_mask_losses(src[:, 0], tgt, coords)
 
     def _layer_losses(
-        self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]], num_masks: float
+        self,
+        outputs: Dict[str, Tensor],
+        targets: List[Dict[str, Tensor]],
+        indices: List[Tuple[Tensor, Tensor]],
+        mask_losses: Tuple[Tensor, Tensor],
     ) -> Dict[str, Tensor]:
-        indices = self.matcher(outputs, targets)
-        loss_mask, loss_dice = self.loss_masks(outputs["pred_masks"], targets, indices, num_masks)
         raw = {
             "loss_ce": self.loss_labels(outputs["pred_logits"], targets, indices),
-            "loss_mask": loss_mask,
-            "loss_dice": loss_dice,
+            "loss_mask": mask_losses[0],
+            "loss_dice": mask_losses[1],
         }
         return {k: v * self.weights[k] for k, v in raw.items()}
 
@@ -144,11 +221,38 @@ class SetCriterion(nn.Module):
         num_masks = num_masks_across_processes(
             sum(len(t["labels"]) for t in targets), outputs["pred_masks"].device
         )
+        layers = [outputs]
+        if self.deep_supervision:
+            layers += outputs.get("aux_outputs", [])
         # Losses in fp32 even under autocast: focal/dice on fp16 logits lose too much.
         with torch.autocast(device_type=outputs["pred_masks"].device.type, enabled=False):
-            losses = self._layer_losses(outputs, targets, num_masks)
-            if self.deep_supervision:
-                for i, aux in enumerate(outputs.get("aux_outputs", [])):
-                    aux_losses = self._layer_losses(aux, targets, num_masks)
-                    losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+            indices = [self.matcher(layer, targets) for layer in layers]
+            mask_losses = self.loss_masks_of_layers(
+                [layer["pred_masks"] for layer in layers], targets, indices, num_masks
+            )
+            losses = {}
+            for i, (layer, idx, masks) in enumerate(zip(layers, indices, mask_losses)):
+                suffix = "" if i == 0 else f"_{i - 1}"
+                layer_losses = self._layer_losses(layer, targets, idx, masks)
+                losses.update({k + suffix: v for k, v in layer_losses.items()})
         return losses
+
+
+def point_mask_losses(src: Tensor, tgt: Tensor, coords: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-mask focal and dice losses of predictions and targets read at given points.
+
+    Args:
+        src: (M, H, W) mask logits, upsampled implicitly (bilinear, edges repeated, as
+            `F.interpolate(align_corners=False)` does).
+        tgt: (M, Hp, Wp) target masks (bool or float).
+        coords: (M, P, 2) point coordinates (x, y) in [0, 1], relative to the full extent of
+            both maps (pixel k of n covers [k / n, (k + 1) / n)).
+    Returns:
+        focal (M,), dice (M,) as `focal_and_dice_per_mask` of the (M, P) point values. At the P
+        = Hp * Wp pixel centres this is the full-resolution loss.
+    """
+    logits = point_sample(src[:, None], coords, align_corners=False, padding_mode="border")
+    labels = point_sample(
+        tgt[:, None].to(logits.dtype), coords, align_corners=False, padding_mode="border"
+    )
+    return focal_and_dice_per_mask(logits[:, 0], labels[:, 0])

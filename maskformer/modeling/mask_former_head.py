@@ -46,9 +46,11 @@ class MaskFormerHead(nn.Module):
 
     def forward(self, features: Dict[str, Tensor]) -> Dict[str, object]:
         """features: backbone features by name. Returns the predictor's output dict."""
-        mask_features, extra = self.pixel_decoder(features)
+        # The pixel decoder's last convolution goes to the predictor unapplied: the predictor
+        # folds it into the mask embeddings when that is cheaper (at inference).
+        pixel_features, extra = self.pixel_decoder.forward_features(features)
         x = attended_feature(self.transformer_in_feature, features, extra)
-        return self.predictor(x, mask_features)
+        return self.predictor(x, pixel_features, self.pixel_decoder.mask_features)
 
 
 def predictor_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:

@@ -11,6 +11,7 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import point_sample
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import log_every_n_seconds
 from scipy.optimize import linear_sum_assignment
@@ -37,6 +38,19 @@ def downsample_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:
     return F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0]
 
 
+def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tensor, Tensor]:
+    """(Q, H, W) predictions and (T, Hp, Wp) targets at the same `num_points` uniformly random
+    points: (Q, P) and (T, P) float, bilinearly interpolated (edge values repeated)."""
+    coords = torch.rand(1, num_points, 2, device=masks.device)
+
+    def at_points(x: Tensor) -> Tensor:
+        x = x[:, None].to(masks.dtype)
+        kw = {"align_corners": False, "padding_mode": "border"}
+        return point_sample(x, coords.expand(x.shape[0], -1, -1), **kw)[:, 0]
+
+    return at_points(masks), at_points(targets)
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of the Q predictions of an image to its T targets.
 
@@ -47,13 +61,27 @@ class HungarianMatcher(nn.Module):
     assignment itself is scipy's, on the CPU.
     """
 
-    def __init__(self, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0):
+    def __init__(
+        self,
+        cost_class: float = 1.0,
+        cost_mask: float = 1.0,
+        cost_dice: float = 1.0,
+        num_points: int = 0,
+    ):
+        """
+        Args:
+            cost_class, cost_mask, cost_dice: weights of the three cost terms.
+            num_points: 0 to compare masks at every pixel of the prediction grid (official);
+                P > 0 to compare them at P uniformly random points per image, shared by all
+                its predictions and targets (Mask2Former), read by bilinear interpolation.
+        """
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
             raise ValueError("HungarianMatcher: all costs are 0; nothing to match on")
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
+        self.num_points = num_points
         # Running count of non-finite cost entries replaced so far (reported in the log).
         self.num_nonfinite_costs = 0
 
@@ -72,8 +100,11 @@ class HungarianMatcher(nn.Module):
         labels = target["labels"]
         # -p(class): a constant 1 - p would not change the assignment, so it is left out.
         cost_class = -logits.softmax(-1)[:, labels]
-        tgt = downsample_masks(target["masks"], masks.shape[-2:]).to(masks).flatten(1)
-        out = masks.flatten(1)
+        if self.num_points > 0:
+            out, tgt = sample_points(masks, target["masks"], self.num_points)
+        else:
+            tgt = downsample_masks(target["masks"], masks.shape[-2:]).to(masks).flatten(1)
+            out = masks.flatten(1)
         cost_mask = pairwise_sigmoid_focal_loss(out, tgt)
         cost_dice = pairwise_dice_loss(out, tgt)
         return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +13,18 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 from .criterion import SetCriterion
+from .layers.frozen_bn import fold_frozen_batchnorm
 from .matcher import HungarianMatcher
-from .postprocessing import instance_inference, panoptic_inference, semantic_inference
+from .postprocessing import (
+    SemSegLabels,
+    instance_inference,
+    panoptic_inference_banded,
+    semantic_inference_banded,
+    semantic_labels_low_res,
+)
+from .resample import MapResampler
 
-__all__ = ["MaskFormer"]
+__all__ = ["MaskFormer", "upsample_masks"]
 
 
 def _resize_to_output(x: Tensor, out_size: Tuple[int, int]) -> Tensor:
@@ -71,6 +79,7 @@ class MaskFormer(nn.Module):
         instance_on: bool = False,
         detections_per_image: int = 100,
         instance_score_threshold: float = 0.0,
+        sem_seg_low_res_labels: bool = False,
     ):
         """
         Args:
@@ -90,6 +99,9 @@ class MaskFormer(nn.Module):
             semantic_on, panoptic_on, instance_on: which outputs to produce (at least one).
             detections_per_image: instance output: top-k over (query, class) pairs.
             instance_score_threshold: instance output: drop detections scoring at most this.
+            sem_seg_low_res_labels: "sem_seg" is a `SemSegLabels` (label map and top score)
+                combined at the mask resolution and resized in bands, for outputs too large
+                for (K, H, W) scores; see `semantic_labels_low_res`.
         """
         super().__init__()
         if not (semantic_on or panoptic_on or instance_on):
@@ -115,6 +127,7 @@ class MaskFormer(nn.Module):
         self.thing_ids = thing_ids
         self.detections_per_image = detections_per_image
         self.instance_score_threshold = instance_score_threshold
+        self.sem_seg_low_res_labels = sem_seg_low_res_labels
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -141,10 +154,15 @@ class MaskFormer(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone(cfg)
+        # One convolution instead of convolution + frozen norm; same parameters and keys.
+        fold_frozen_batchnorm(backbone)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         mf = cfg.MODEL.MASK_FORMER
         matcher = HungarianMatcher(
-            cost_class=1.0, cost_mask=mf.MASK_WEIGHT, cost_dice=mf.DICE_WEIGHT
+            cost_class=1.0,
+            cost_mask=mf.MASK_WEIGHT,
+            cost_dice=mf.DICE_WEIGHT,
+            num_points=mf.TRAIN_NUM_POINTS,
         )
         criterion = SetCriterion(
             cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
@@ -154,6 +172,9 @@ class MaskFormer(nn.Module):
             dice_weight=mf.DICE_WEIGHT,
             no_object_weight=mf.NO_OBJECT_WEIGHT,
             deep_supervision=mf.DEEP_SUPERVISION,
+            num_points=mf.TRAIN_NUM_POINTS,
+            oversample_ratio=mf.OVERSAMPLE_RATIO,
+            importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
         )
         # A default for use outside the evaluation loop, which sets the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
@@ -176,6 +197,7 @@ class MaskFormer(nn.Module):
             "instance_on": mf.TEST.INSTANCE_ON,
             "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "instance_score_threshold": mf.TEST.INSTANCE_SCORE_THRESHOLD,
+            "sem_seg_low_res_labels": mf.TEST.SEM_SEG_LOW_RES_LABELS,
         }
 
     @property
@@ -219,39 +241,33 @@ class MaskFormer(nn.Module):
         return targets
 
     def inference(self, outputs: Dict, batched_inputs: List[Dict], images: ImageList) -> List[Dict]:
-        mask_cls_results = outputs["pred_logits"]
-        # Upsample the stride-4 mask logits to the padded input size, as the official model does.
-        mask_pred_results = F.interpolate(
-            outputs["pred_masks"],
-            size=images.tensor.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )
+        # Post-processing in float32 whatever precision the network ran in.
+        mask_cls_results = outputs["pred_logits"].float()
+        mask_logits_results = outputs["pred_masks"].float()
+        padded_size = tuple(images.tensor.shape[-2:])
         results = []
-        for mask_cls, mask_pred, x, image_size in zip(
-            mask_cls_results, mask_pred_results, batched_inputs, images.image_sizes
+        for mask_cls, mask_logits, x, image_size in zip(
+            mask_cls_results, mask_logits_results, batched_inputs, images.image_sizes
         ):
             out_size = (x.get("height", image_size[0]), x.get("width", image_size[1]))
-            # Drop the batch padding first: everything after is per pixel or a resize of the
-            # un-padded region, so cropping early gives the same result with less work.
-            mask_pred = mask_pred[:, : image_size[0], : image_size[1]]
-            if self.sem_seg_postprocess_before_inference:
-                mask_pred = _resize_to_output(mask_pred, out_size)
+            # The official geometry: upsample the stride-4 logits to the padded input size,
+            # crop the image, resize to the output size. Done band by band of output rows.
+            to_output = MapResampler(mask_logits.shape[-2:], padded_size, image_size, out_size)
             r: Dict[str, object] = {}
             if self.semantic_on:
-                sem_seg = semantic_inference(mask_cls, mask_pred)
-                if not self.sem_seg_postprocess_before_inference:
-                    sem_seg = _resize_to_output(sem_seg, out_size)
-                r["sem_seg"] = sem_seg
+                r["sem_seg"] = self.semantic_inference(mask_cls, mask_logits, to_output)
             if self.panoptic_on:
-                r["panoptic_seg"] = panoptic_inference(
+                r["panoptic_seg"] = panoptic_inference_banded(
                     mask_cls,
-                    mask_pred,
+                    mask_logits,
+                    to_output,
                     self.thing_ids or (),
                     self.object_mask_threshold,
                     self.overlap_threshold,
                 )
             if self.instance_on:
+                # Binary masks of the detections at the output size are the result itself.
+                mask_pred = upsample_masks(mask_logits, padded_size, image_size, out_size)
                 # Stuff classes have no instances (and COCO's AP evaluation could not map them).
                 r["instances"] = instance_inference(
                     mask_cls,
@@ -262,3 +278,29 @@ class MaskFormer(nn.Module):
                 )
             results.append(r)
         return results
+
+    def semantic_inference(
+        self, mask_cls: Tensor, mask_logits: Tensor, to_output: MapResampler
+    ) -> Union[Tensor, SemSegLabels]:
+        """One image's "sem_seg" from its (Q, K + 1) class and (Q, h, w) mask logits."""
+        if self.sem_seg_low_res_labels:
+            return semantic_labels_low_res(mask_cls, mask_logits, to_output)
+        if self.sem_seg_postprocess_before_inference:
+            return semantic_inference_banded(mask_cls, mask_logits, to_output)
+        # Combine at the image size, then resize the K score maps (the official default).
+        low_size, image_size = mask_logits.shape[-2:], to_output.image_size
+        at_image = MapResampler(low_size, to_output.padded_size, image_size, image_size)
+        sem_seg = semantic_inference_banded(mask_cls, mask_logits, at_image)
+        return _resize_to_output(sem_seg, to_output.output_size)
+
+
+def upsample_masks(
+    mask_logits: Tensor,
+    padded_size: Tuple[int, int],
+    image_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+) -> Tensor:
+    """(Q, h, w) mask logits -> (Q, H, W) at the output size, as the official model does it:
+    bilinear upsampling to the padded input size, crop to the image, bilinear resize."""
+    x = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    return _resize_to_output(x[0, :, : image_size[0], : image_size[1]], output_size)

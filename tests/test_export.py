@@ -1,0 +1,69 @@
+"""Export of the network (images -> class and mask logits): torch.export and ONNX round trips."""
+
+import importlib.util
+import os
+
+import onnxruntime
+import torch
+from detectron2.modeling import build_model
+
+from maskformer.export import MaskFormerLogits, export_program
+from tests.common import REPO_ROOT, randomize_, tiny_cfg
+
+# Frozen BN: the folded convolutions (with their weight cache) are what gets exported.
+OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
+
+
+def _module():
+    torch.manual_seed(0)
+    model = randomize_(build_model(tiny_cfg(*OPTS)), seed=0).eval()
+    return model, MaskFormerLogits(model)
+
+
+def _tool():
+    path = os.path.join(REPO_ROOT, "tools", "export_model.py")
+    spec = importlib.util.spec_from_file_location("export_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_logits_module_equals_the_models_own_network_pass():
+    model, module = _module()
+    image = torch.rand(3, 60, 70) * 255  # padded to 64 x 96 by the model and by the module
+    with torch.no_grad():
+        logits, masks = module(image[None])
+        images = model.preprocess_image([{"image": image}])
+        want = model.sem_seg_head(model.backbone(images.tensor))
+    assert masks.shape == (1, 8, 16, 24)
+    torch.testing.assert_close(logits, want["pred_logits"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(masks, want["pred_masks"], rtol=0, atol=1e-5)
+
+
+def test_torch_export_round_trip(tmp_path):
+    _, module = _module()
+    images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1)) * 255
+    program = export_program(module, images)
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    with torch.no_grad():
+        want = module(images)
+        got = loaded(images)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-4)
+
+
+def test_onnx_export_runs_in_onnxruntime(tmp_path):
+    cfg = tiny_cfg(*OPTS)
+    (tmp_path / "tiny.yaml").write_text(cfg.dump())
+    out = tmp_path / "tiny.onnx"
+    argv = ["--config-file", str(tmp_path / "tiny.yaml"), "--format", "onnx"]
+    argv += ["--output", str(out), "--size", "64", "96", "--batch", "2"]
+    diffs = _tool().main(argv)
+    assert set(diffs) == {"pred_logits", "pred_masks"}
+    assert max(diffs.values()) < 1e-4
+    assert sorted(os.listdir(tmp_path)) == ["tiny.onnx", "tiny.yaml"]  # no temporary left
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["pred_logits", "pred_masks"]
+    assert session.get_outputs()[1].shape == [2, 8, 16, 24]
