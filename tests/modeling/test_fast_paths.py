@@ -1,9 +1,9 @@
 """The fast paths of inference and training against the straightforward (official) computation.
 
 Each test computes the same quantity both ways on a tiny model or random tensors: folded vs
-unfolded convolutions, band-by-band vs full-resolution post-processing, the batched all-layer
-loss with closed-form gradients vs the per-layer autograd composition, point-sampled vs dense
-losses, mixed vs full precision.
+unfolded convolutions, band-by-band vs full-resolution post-processing, the all-layer loss in
+chunks vs the per-layer official composition, point-sampled vs dense losses, mixed vs full
+precision.
 """
 
 import copy
@@ -16,7 +16,12 @@ from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
 from maskformer.engine import amp_precision
-from maskformer.modeling.criterion import SetCriterion, point_mask_losses
+from maskformer.modeling.criterion import (
+    CPU_LOSS_CHUNK,
+    SetCriterion,
+    dense_mask_losses,
+    point_mask_losses,
+)
 from maskformer.modeling.layers.frozen_bn import FrozenBNConv2d
 from maskformer.modeling.losses import dice_loss, focal_and_dice_per_mask, sigmoid_focal_loss
 from maskformer.modeling.matcher import HungarianMatcher
@@ -163,7 +168,7 @@ def test_low_res_labels_through_the_model():
     assert labels.scores.shape == exact.shape[1:] and bool((labels.scores >= 0).all())
 
 
-# Training: the batched all-layer loss with closed-form gradients ---------------------------------
+# Training: all layers' mask losses together, in chunks ---------------------------------
 
 K = 4
 
@@ -211,7 +216,7 @@ def _reference_losses(criterion, outputs, targets):
     return losses
 
 
-def test_batched_fused_losses_and_gradients_equal_the_per_layer_reference():
+def test_batched_losses_and_gradients_equal_the_per_layer_reference():
     criterion = SetCriterion(K, HungarianMatcher(1, 20, 1))
     targets = _targets()
     outputs, reference_outputs = _outputs(), _outputs()
@@ -229,27 +234,34 @@ def test_batched_fused_losses_and_gradients_equal_the_per_layer_reference():
             torch.testing.assert_close(layer[key].grad, ref[key].grad, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (0.5, 1.0), (0.0, 3.0)])
-def test_closed_form_gradients_equal_autograd(alpha, gamma):
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (0.5, 1.0), (-1.0, 3.0)])
+def test_per_mask_losses_are_the_official_losses_mask_by_mask(alpha, gamma):
     g = torch.Generator().manual_seed(0)
-    x = (4 * torch.randn(3, 50, generator=g, dtype=torch.float64)).requires_grad_(True)
-    t = torch.rand(3, 50, generator=g) > 0.6
-    t[2] = False  # a mask with no positive pixel
-    w_focal, w_dice = torch.rand(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g)
-    fused = focal_and_dice_per_mask(x, t, alpha, gamma)
-    composed = focal_and_dice_per_mask(x, t.double(), alpha, gamma)  # float targets: autograd
-    for a, b in zip(fused, composed):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    objective = [(fused[0] * w_focal + fused[1] * w_dice).sum()]
-    objective.append((composed[0] * w_focal + composed[1] * w_dice).sum())
-    (grad_fused,) = torch.autograd.grad(objective[0], x)
-    (grad_composed,) = torch.autograd.grad(objective[1], x)
-    torch.testing.assert_close(grad_fused, grad_composed, rtol=1e-10, atol=1e-12)
-    # And the per-mask values are what the summed official losses give mask by mask.
+    x = 4 * torch.randn(3, 50, generator=g, dtype=torch.float64)
+    t = (torch.rand(3, 50, generator=g) > 0.6).double()
+    t[2] = 0  # a mask with no positive pixel
+    focal, dice = focal_and_dice_per_mask(x, t, alpha, gamma)
     for m in range(3):
-        official = sigmoid_focal_loss(x[m : m + 1], t[m : m + 1].double(), 1, alpha, gamma)
-        torch.testing.assert_close(fused[0][m], official)
-        torch.testing.assert_close(fused[1][m], dice_loss(x[m : m + 1], t[m : m + 1].double(), 1))
+        official = sigmoid_focal_loss(x[m : m + 1], t[m : m + 1], 1, alpha, gamma)
+        torch.testing.assert_close(focal[m], official)
+        torch.testing.assert_close(dice[m], dice_loss(x[m : m + 1], t[m : m + 1], 1))
+
+
+def test_dense_losses_in_chunks_equal_one_piece():
+    g = torch.Generator().manual_seed(0)
+    src = (3 * torch.randn(9, 5, 6, generator=g)).requires_grad_(True)
+    tgt = torch.rand(9, 20, 24, generator=g) > 0.5
+    assert CPU_LOSS_CHUNK < 9  # several chunks, the last one partial
+    focal, dice = dense_mask_losses(src, tgt)
+    (grad,) = torch.autograd.grad(focal.sum() + 2 * dice.sum(), src)
+    up = F.interpolate(src[:, None], size=(20, 24), mode="bilinear", align_corners=False)[:, 0]
+    want = focal_and_dice_per_mask(up.flatten(1), tgt.flatten(1))
+    (want_grad,) = torch.autograd.grad(want[0].sum() + 2 * want[1].sum(), src)
+    torch.testing.assert_close(focal, want[0])
+    torch.testing.assert_close(dice, want[1])
+    torch.testing.assert_close(grad, want_grad)
+    empty = dense_mask_losses(src[:0], tgt[:0])
+    assert empty[0].shape == (0,) and empty[0].requires_grad
 
 
 # Point-sampled losses and matching -------------------------------------------------------------
