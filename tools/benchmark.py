@@ -16,6 +16,15 @@ loss scaling for fp16; the matcher and losses stay fp32):
 
     python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --device cuda \
         --infer-batch 1 16 --batch 16 --precision bf16
+
+Large outputs (--output-size: the network input stays --size, the outputs are requested at
+H x W, as for a photograph evaluated at its full resolution); with --agreement, the share of
+pixels whose label equals that of the exact semantic inference (computed band by band), which
+is what MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS approximates:
+
+    python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --skip-train \
+        --output-size 4000 6000 --agreement \
+        --opts MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS True
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.modeling.postprocessing import semantic_inference_banded  # noqa: E402
+from maskformer.modeling.resample import MapResampler  # noqa: E402
+from maskformer.predictor import resized_argmax  # noqa: E402
 from maskformer.solver import build_optimizer  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -64,6 +76,18 @@ def parse_args(argv=None):
         choices=sorted(PRECISIONS),
         default="fp32",
         help="autocast dtype of inference and training (default fp32: no autocast)",
+    )
+    p.add_argument(
+        "--output-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="inference outputs at this size (default: the input size)",
+    )
+    p.add_argument(
+        "--agreement",
+        action="store_true",
+        help="also report the share of pixels labelled as by the exact semantic inference",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the figures to this JSON file")
@@ -127,11 +151,12 @@ class Timer:
 
 
 def synthetic_sample(size: int, num_classes: int, rng: np.random.Generator, with_gt: bool) -> Dict:
-    """A random image and, for training, a partition into 4-7 segments of distinct classes."""
+    """A random image and, for training, a partition into 4-7 segments of distinct classes
+    (at most `num_classes`)."""
     image = torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8)).float()
     sample = {"image": image, "height": size, "width": size}
     if with_gt:
-        n = int(rng.integers(4, 8))
+        n = min(int(rng.integers(4, 8)), num_classes)
         seeds = rng.integers(0, size, (n, 2))
         yy, xx = np.mgrid[:size, :size]
         dist = (yy[None] - seeds[:, :1, None]) ** 2 + (xx[None] - seeds[:, 1:, None]) ** 2
@@ -142,6 +167,30 @@ def synthetic_sample(size: int, num_classes: int, rng: np.random.Generator, with
         inst.gt_masks = BitMasks(masks)
         sample["instances"] = inst
     return sample
+
+
+@torch.no_grad()
+def exact_labels(model: torch.nn.Module, sample: Dict) -> torch.Tensor:
+    """(H, W) labels of the model's exact semantic inference at the sample's output size, band by
+    band (the (K, H, W) scores of a large output need not fit in memory)."""
+    images = model.preprocess_image([sample])
+    out = model.sem_seg_head(model.backbone(images.tensor))
+    cls, logits = out["pred_logits"][0].float(), out["pred_masks"][0].float()
+    low, padded = logits.shape[-2:], images.tensor.shape[-2:]
+    image_size, out_size = images.image_sizes[0], (sample["height"], sample["width"])
+    if not model.sem_seg_postprocess_before_inference:
+        # Combined at the image size, then the K score maps resized.
+        at_image = MapResampler(low, padded, image_size, image_size)
+        return resized_argmax(semantic_inference_banded(cls, logits, at_image), out_size)
+    # The masks resized to the output size, then combined.
+    resampler = MapResampler(low, padded, image_size, out_size)
+    probs_t = cls.softmax(-1)[:, :-1].T
+    labels = torch.empty(out_size, dtype=torch.int64)
+    q, width = logits.shape[0], out_size[1]
+    for r0, r1, band in resampler.bands(logits, resampler.band_rows(q, 1 << 22)):
+        scores = probs_t @ band.sigmoid().view(q, -1)
+        labels[r0:r1] = scores.view(-1, r1 - r0, width).argmax(0)
+    return labels
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -165,7 +214,11 @@ def main(argv=None) -> Dict[str, float]:
     n_params = sum(p.numel() for p in model.parameters())
     res: Dict[str, float] = {"params": n_params}
     print(f"config: {args.config_file}")
-    print(f"input: {args.size}x{args.size}, device: {device}, threads: {torch.get_num_threads()}")
+    out_size = "x".join(map(str, args.output_size)) if args.output_size else "the input size"
+    print(
+        f"input: {args.size}x{args.size}, output: {out_size}, device: {device}, "
+        f"threads: {torch.get_num_threads()}"
+    )
     print(f"parameters: {n_params:,}")
 
     backbone_t = Timer(model.backbone, device)
@@ -182,6 +235,9 @@ def main(argv=None) -> Dict[str, float]:
         samples = [synthetic_sample(args.size, num_classes, rng, with_gt=False) for _ in range(b)]
         if args.skip_infer:
             continue
+        if args.output_size:
+            for s in samples:
+                s["height"], s["width"] = args.output_size
         reset_peak_memory(device)
         times: List[float] = []
         split: List[List[float]] = []
@@ -199,6 +255,15 @@ def main(argv=None) -> Dict[str, float]:
             res[f"{key}_{part}_s"] = statistics.median(x[j] for x in split)
         res[f"{key}_img_per_s"] = 1 / res[f"{key}_s"]
         res[f"{key}_peak_gb"] = peak_memory_gb(device)
+        if args.agreement and b == 1:
+            with torch.no_grad(), autocast():
+                labels = model(samples)[0]["sem_seg"].argmax(dim=0).cpu()
+            exact = exact_labels(model, samples[0]).cpu()
+            res["label_agreement"] = float((labels == exact).double().mean())
+            print(
+                f"labels equal to the exact semantic inference's at {res['label_agreement']:.4%} "
+                f"of {labels.numel():,} pixels"
+            )
         print(
             f"inference: {res[f'{key}_s']:.3f} s/img at batch {b} (median of "
             f"{args.infer_iters}; backbone {res[f'{key}_backbone_s']:.3f} / head "

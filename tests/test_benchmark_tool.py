@@ -1,0 +1,43 @@
+"""tools/benchmark.py on a tiny config: every figure it reports, and the label agreement."""
+
+import importlib.util
+import os
+
+from tests.common import REPO_ROOT, tiny_cfg
+
+
+def _tool():
+    path = os.path.join(REPO_ROOT, "tools", "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark_tool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path, *extra):
+    (tmp_path / "tiny.yaml").write_text(tiny_cfg().dump())
+    argv = ["--config-file", str(tmp_path / "tiny.yaml"), "--size", "64", "--warmup", "0"]
+    argv += ["--infer-iters", "2", "--train-iters", "2", "--train-warmup", "0", *extra]
+    return _tool().main(argv)
+
+
+def test_figures_of_inference_and_training(tmp_path):
+    res = _run(tmp_path, "--infer-batch", "1", "2")
+    for key in ("infer_s", "infer_b2_s", "train_s", "matcher_ms", "train_saved_gb"):
+        assert res[key] > 0, key
+    assert res["infer_backbone_s"] + res["infer_head_s"] <= res["infer_s"] * 1.01
+    assert res["params"] > 0 and res["train_peak_gb"] > 0
+
+
+def test_low_res_labels_at_a_large_output_agree_with_the_exact_labels(tmp_path):
+    res = _run(
+        tmp_path,
+        "--skip-train",
+        "--output-size", "300", "410",
+        "--agreement",
+        "--opts", "MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS", "True",
+    )  # fmt: skip
+    assert 0.9 < res["label_agreement"] <= 1.0
+    # The exact path itself agrees with itself.
+    exact = _run(tmp_path, "--skip-train", "--output-size", "300", "410", "--agreement")
+    assert exact["label_agreement"] == 1.0
