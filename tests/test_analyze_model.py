@@ -1,23 +1,17 @@
 """tools/analyze_model.py: parameter groups add up; fused attention is counted exactly."""
 
-import importlib.util
 import json
-import os
 
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 
-from tests.common import REPO_ROOT, TINY_SWIN_OPTS, tiny_cfg
+from tests.common import TINY_SWIN_OPTS, load_tool, tiny_cfg
 
 
 def _tool():
-    path = os.path.join(REPO_ROOT, "tools", "analyze_model.py")
-    spec = importlib.util.spec_from_file_location("analyze_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("analyze_model")
 
 
 class _Attention(torch.nn.Module):

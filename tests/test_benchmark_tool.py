@@ -1,17 +1,10 @@
 """tools/benchmark.py on a tiny config: every figure it reports, and the label agreement."""
 
-import importlib.util
-import os
-
-from tests.common import REPO_ROOT, tiny_cfg
+from tests.common import load_tool, tiny_cfg
 
 
 def _tool():
-    path = os.path.join(REPO_ROOT, "tools", "benchmark.py")
-    spec = importlib.util.spec_from_file_location("benchmark_tool", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
 
 def _run(tmp_path, *extra):

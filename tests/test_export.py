@@ -1,6 +1,5 @@
 """Export of the network (images -> class and mask logits): torch.export and ONNX round trips."""
 
-import importlib.util
 import os
 
 import onnxruntime
@@ -8,7 +7,7 @@ import torch
 from detectron2.modeling import build_model
 
 from maskformer.export import MaskFormerLogits, export_program
-from tests.common import REPO_ROOT, randomize_, tiny_cfg
+from tests.common import load_tool, randomize_, tiny_cfg
 
 # Frozen BN: the folded convolutions (with their weight cache) are what gets exported.
 OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
@@ -21,11 +20,7 @@ def _module():
 
 
 def _tool():
-    path = os.path.join(REPO_ROOT, "tools", "export_model.py")
-    spec = importlib.util.spec_from_file_location("export_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("export_model")
 
 
 def test_logits_module_equals_the_models_own_network_pass():

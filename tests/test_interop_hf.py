@@ -1,7 +1,6 @@
 """Hugging Face MaskFormer <-> ours: converted weights give the same class and mask logits and
 the same semantic maps, in both directions, for the Swin and ResNet variants."""
 
-import importlib.util
 import json
 import os
 
@@ -28,7 +27,14 @@ from maskformer.interop.hf import (
     maskformer_to_hf,
 )
 from maskformer.modeling import semantic_inference
-from tests.common import CONFIG_DIR, REPO_ROOT, TINY_SWIN_OPTS, cfg_opts, randomize_, tiny_cfg
+from tests.common import (
+    CONFIG_DIR,
+    TINY_SWIN_OPTS,
+    cfg_opts,
+    load_tool,
+    randomize_,
+    tiny_cfg,
+)
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 # A tiny bottleneck ResNet shaped like R50 (3, 4, 6, 3 blocks), 1/4 of its width.
@@ -222,11 +228,7 @@ def test_what_hf_cannot_express_is_refused_by_name():
 
 
 def _load_tool():
-    path = os.path.join(REPO_ROOT, "tools", "convert_hf_maskformer.py")
-    spec = importlib.util.spec_from_file_location("convert_hf_maskformer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("convert_hf_maskformer")
 
 
 def test_conversion_tool_both_ways(tmp_path):
