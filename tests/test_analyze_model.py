@@ -48,3 +48,18 @@ def test_parameters_and_flops_of_a_tiny_swin_model(tmp_path):
     assert min(flops["parts"].values()) > 0
     assert 0 < flops["total_as_run"] <= flops["total"]
     assert json.loads((tmp_path / "analysis.json").read_text())["params"] == params
+
+
+def test_panoptic_only_config_is_counted_through_the_semantic_output(tmp_path):
+    # With random weights nothing passes the panoptic thresholds; counted as configured, the
+    # output would not depend on the network and the trace would count 0 FLOPs.
+    totals = []
+    for name, opts in [
+        ("semantic", ()),
+        ("panoptic", ("MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False,
+                      "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)),
+    ]:  # fmt: skip
+        (tmp_path / f"{name}.yaml").write_text(tiny_cfg(*opts).dump())
+        result = _tool().main(["--config-file", str(tmp_path / f"{name}.yaml"), "--size", "64"])
+        totals.append(result["flops"]["total"])
+    assert totals[0] > 0 and totals[1] == totals[0]

@@ -9,7 +9,8 @@ input projection, class and mask-embedding heads).
 
 FLOPs: fvcore's count (one multiply-add = one FLOP) through Detectron2's `FlopCountAnalysis`, of
 one zero image of INPUT.CROP.SIZE[0] x INPUT.CROP.SIZE[0] (or --size), in eval mode, through the
-whole model including the semantic post-processing, output at the input size. Attention that
+whole model including the semantic post-processing (the semantic output is switched on, and the
+panoptic and instance outputs off, for every config), output at the input size. Attention that
 PyTorch runs as one fused op (`scaled_dot_product_attention`, which fvcore does not know) is
 counted as its two matrix products.
 
@@ -104,7 +105,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> Dict[str, Any]:
     args = parse_args(argv)
-    cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", args.device, *args.opts])
+    # The semantic output, whatever the config enables: with random weights no query passes the
+    # panoptic/instance thresholds, those outputs then do not depend on the network, and the
+    # trace that counts FLOPs drops the whole network (0 FLOPs).
+    semantic_only = [
+        "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", True,
+        "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", False,
+        "MODEL.MASK_FORMER.TEST.INSTANCE_ON", False,
+    ]  # fmt: skip
+    cfg = get_maskformer_cfg(
+        args.config_file, ["MODEL.DEVICE", args.device, *semantic_only, *args.opts]
+    )
     size = args.size or cfg.INPUT.CROP.SIZE[0]
     torch.manual_seed(0)
     model = build_model(cfg).eval()
