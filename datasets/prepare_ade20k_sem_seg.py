@@ -12,14 +12,13 @@ Re-running skips files already converted; each file is written to a temporary na
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
 import numpy as np
 
 from maskformer.data.io import read_label_map
-from maskformer.data.preparation import datasets_root, process_all, save_image
+from maskformer.data.preparation import convert_png_folder, datasets_root, save_image
 
 
 def convert(name: str, src_dir: str, dst_dir: str) -> None:
@@ -53,12 +52,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 1
-        os.makedirs(dst_dir, exist_ok=True)
-        names = sorted(n for n in os.listdir(src_dir) if n.endswith(".png"))
-        todo = [n for n in names if not os.path.exists(os.path.join(dst_dir, n))]
-        print(f"{split}: {len(names)} label maps, {len(names) - len(todo)} already converted")
-        job = functools.partial(convert, src_dir=src_dir, dst_dir=dst_dir)
-        process_all(job, todo, desc=split, workers=args.workers)
+        convert_png_folder(convert, src_dir, dst_dir, desc=split, workers=args.workers)
     return 0
 
 

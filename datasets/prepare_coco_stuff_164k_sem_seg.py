@@ -13,7 +13,6 @@ Re-running skips finished files.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_ID_TO_CONTIGUOUS
 from maskformer.data.io import read_label_map
-from maskformer.data.preparation import datasets_root, process_all, save_image
+from maskformer.data.preparation import convert_png_folder, datasets_root, save_image
 
 SPLITS = ("train2017", "val2017")
 IGNORE_LABEL = 255
@@ -64,12 +63,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 1
-        os.makedirs(dst_dir, exist_ok=True)
-        names = sorted(n for n in os.listdir(src_dir) if n.endswith(".png"))
-        todo = [n for n in names if not os.path.exists(os.path.join(dst_dir, n))]
-        print(f"{split}: {len(names)} label maps, {len(names) - len(todo)} already converted")
-        job = functools.partial(convert_one, src_dir=src_dir, dst_dir=dst_dir)
-        process_all(job, todo, desc=split, workers=args.workers)
+        convert_png_folder(convert_one, src_dir, dst_dir, desc=split, workers=args.workers)
     return 0
 
 

@@ -8,6 +8,7 @@ skips every output that exists already; progress is shown with tqdm.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
@@ -19,7 +20,14 @@ from tqdm import tqdm
 
 from ..utils.file_io import write_atomically
 
-__all__ = ["copy_file", "datasets_root", "process_all", "save_image", "write_atomically"]
+__all__ = [
+    "convert_png_folder",
+    "copy_file",
+    "datasets_root",
+    "process_all",
+    "save_image",
+    "write_atomically",
+]
 
 T = TypeVar("T")
 
@@ -60,3 +68,19 @@ def process_all(
         done: Iterable[None] = pool.imap_unordered(fn, items, chunksize=8)
         for _ in tqdm(done, total=len(items), desc=desc, unit="img"):
             pass
+
+
+def convert_png_folder(
+    convert: Callable[..., None], src_dir: str, dst_dir: str, *, desc: str, workers: int = 1
+) -> None:
+    """`convert(name, src_dir=src_dir, dst_dir=dst_dir)` for every .png of `src_dir` that has no
+    output of the same name in `dst_dir` yet (created if needed), with a progress bar.
+
+    `convert` must be picklable (a module-level function), as for `process_all`.
+    """
+    os.makedirs(dst_dir, exist_ok=True)
+    names = sorted(n for n in os.listdir(src_dir) if n.endswith(".png"))
+    todo = [n for n in names if not os.path.exists(os.path.join(dst_dir, n))]
+    print(f"{desc}: {len(names)} label maps, {len(names) - len(todo)} already converted")
+    job = functools.partial(convert, src_dir=src_dir, dst_dir=dst_dir)
+    process_all(job, todo, desc=desc, workers=workers)
