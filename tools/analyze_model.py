@@ -41,6 +41,7 @@ from detectron2.utils.analysis import FlopCountAnalysis  # noqa: E402
 from fvcore.nn.jit_handles import get_shape  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.utils import write_text_atomically  # noqa: E402
 
 # Parameter groups: name -> qualified-name prefixes.
 _PARAM_GROUPS = {
@@ -144,8 +145,7 @@ def main(argv=None) -> Dict[str, Any]:
     )
     result = {"config": args.config_file, "size": size, "params": params, "flops": flops}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_text_atomically(args.json, json.dumps(result, indent=2))
     return result
 
 

@@ -51,6 +51,7 @@ from maskformer.modeling.postprocessing import semantic_inference_banded  # noqa
 from maskformer.modeling.resample import MapResampler  # noqa: E402
 from maskformer.predictor import resized_argmax  # noqa: E402
 from maskformer.solver import build_optimizer  # noqa: E402
+from maskformer.utils import write_text_atomically  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -312,8 +313,7 @@ def main(argv=None) -> Dict[str, float]:
             f"{res['train_saved_gb']:.2f} GB; peak memory {res['train_peak_gb']:.2f} GB"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        write_text_atomically(args.json, json.dumps(res, indent=2))
     return res
 
 

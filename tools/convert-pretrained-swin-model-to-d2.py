@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskformer.checkpoint import read_checkpoint  # noqa: E402
 from maskformer.interop.imagenet import swin_imagenet_to_d2  # noqa: E402
+from maskformer.utils import write_bytes_atomically  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -31,8 +32,7 @@ def main(argv=None) -> None:
     p.add_argument("output", help="Detectron2 .pkl to write")
     args = p.parse_args(argv)
     converted = swin_imagenet_to_d2(read_checkpoint(args.input)["model"])
-    with open(args.output, "wb") as f:
-        pickle.dump(converted, f)
+    write_bytes_atomically(args.output, pickle.dumps(converted))
     print(f"wrote {len(converted['model'])} arrays to {args.output}")
 
 

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskformer.checkpoint import read_checkpoint  # noqa: E402
 from maskformer.interop.imagenet import torchvision_resnet_to_d2  # noqa: E402
+from maskformer.utils import write_bytes_atomically  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -30,8 +31,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     state = read_checkpoint(args.input)["model"]
     converted = torchvision_resnet_to_d2(state)
-    with open(args.output, "wb") as f:
-        pickle.dump(converted, f)
+    write_bytes_atomically(args.output, pickle.dumps(converted))
     print(f"wrote {len(converted['model'])} arrays to {args.output}")
 
 

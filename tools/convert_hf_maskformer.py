@@ -55,6 +55,7 @@ from maskformer.interop.hf import (  # noqa: E402
     maskformer_cfg_from_hf_config,
     maskformer_to_hf,
 )
+from maskformer.utils import write_atomically, write_text_atomically  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -83,7 +84,8 @@ def to_maskformer(args) -> None:
             raise FileNotFoundError(f"{src}: no {' or '.join(_HF_WEIGHT_FILES)} in the directory")
         weights, config = found[0], config or os.path.join(src, "config.json")
     state = hf_to_maskformer(read_checkpoint(weights)["model"])
-    torch.save({"model": state, "__author__": "huggingface"}, args.output)
+    data = {"model": state, "__author__": "huggingface"}
+    write_atomically(args.output, lambda tmp: torch.save(data, tmp))
     print(f"wrote {len(state)} tensors to {args.output}")
     if config and os.path.isfile(config):
         with open(config) as f:
@@ -93,8 +95,9 @@ def to_maskformer(args) -> None:
             base = os.path.relpath(
                 args.base_config, os.path.dirname(os.path.abspath(args.config_out))
             )
-            with open(args.config_out, "w") as f:
-                f.write(f"# Converted from {config}\n_BASE_: {base}\n{text}")
+            write_text_atomically(
+                args.config_out, f"# Converted from {config}\n_BASE_: {base}\n{text}"
+            )
             print(f"wrote {args.config_out}")
         else:
             print(text)
@@ -111,12 +114,13 @@ def to_hf(args) -> None:
     MaskFormerCheckpointer(model, strict=True).load(args.weights)
     state = maskformer_to_hf(model.state_dict())
     os.makedirs(args.output_dir, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in state.items()},
-        os.path.join(args.output_dir, "model.safetensors"),
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    write_atomically(
+        os.path.join(args.output_dir, "model.safetensors"), lambda tmp: save_file(tensors, tmp)
     )
-    with open(os.path.join(args.output_dir, "config.json"), "w") as f:
-        json.dump(hf_config, f, indent=2)
+    write_text_atomically(
+        os.path.join(args.output_dir, "config.json"), json.dumps(hf_config, indent=2)
+    )
     print(f"wrote {len(state)} tensors and config.json to {args.output_dir}")
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 import maskformer  # noqa: F401  (registers the datasets)
 from maskformer.data.io import load_sem_seg_label
 from maskformer.evaluation.semantic_pq import stuff_pq_counts, summarize_pq
+from maskformer.utils import write_text_atomically
 
 
 def decode_prediction(annotations: List[Dict], shape, id_to_contiguous) -> np.ndarray:
@@ -116,8 +117,7 @@ def main(argv=None) -> int:
     )
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=1)
+        write_text_atomically(args.output, json.dumps(results, indent=1))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-__all__ = ["write_atomically"]
+__all__ = ["write_atomically", "write_bytes_atomically", "write_text_atomically"]
 
 
 def write_atomically(path: str, write: Callable[[str], None]) -> None:
@@ -23,3 +23,18 @@ def write_atomically(path: str, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_bytes_atomically(path: str, data: bytes) -> None:
+    """`data` as the whole content of `path`, written as `write_atomically` does."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    write_atomically(path, write)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """`text` as the whole content of `path`, written as `write_atomically` does."""
+    write_bytes_atomically(path, text.encode("utf-8"))

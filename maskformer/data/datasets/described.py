@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog
 
+from ...utils.file_io import write_text_atomically
 from .custom import register_sem_seg_folder
 from .panoptic import check_categories, register_coco_panoptic_folder
 
@@ -200,11 +201,7 @@ def write_description(description: Dict[str, Any], directory: Optional[str] = No
     path = os.path.join(directory, f"{description.get('name')}.json")
     _check(description, f"description of '{description.get('name')}'")
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(description, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(description, indent=2) + "\n")
     return path
 
 
