@@ -27,21 +27,20 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
 import os
 import sys
 import zlib
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-from tqdm import tqdm
 
 from maskformer.data.datasets.ade20k_categories import (
     ADE20K_150_CATEGORIES,
     ADE20K_150_THING_IDS,
 )
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map
-from maskformer.data.preparation import save_image
+from maskformer.data.preparation import datasets_root, process_all, save_image
+from maskformer.utils import write_text_atomically
 
 SPLITS = {"train": "training", "val": "validation"}
 
@@ -160,14 +159,7 @@ def convert_split(root: str, split: str, workers: int = 1) -> bool:
         instance_dir=os.path.join(root, "annotations_instance", folder),
         out_dir=out_dir,
     )
-    if workers <= 1:
-        results = [convert(s) for s in tqdm(stems, desc=split, unit="img")]
-    else:
-        with multiprocessing.Pool(workers) as pool:
-            done = pool.imap(convert, stems, chunksize=16)
-            results = list(tqdm(done, total=len(stems), desc=split, unit="img"))
-            pool.close()
-            pool.join()
+    results = process_all(convert, stems, desc=split, workers=workers)
     categories = [
         {"id": i, "name": name, "isthing": int(thing), "color": list(color)}
         for i, (name, color, thing) in enumerate(ADE20K_150_CATEGORIES)
@@ -177,10 +169,7 @@ def convert_split(root: str, split: str, workers: int = 1) -> bool:
         "annotations": [annotation for _, annotation in results],
         "categories": categories,
     }
-    tmp = f"{json_file}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, json_file)
+    write_text_atomically(json_file, json.dumps(data))
     return True
 
 
@@ -190,7 +179,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016"),
+        default=os.path.join(datasets_root(), "ADEChallengeData2016"),
         help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS)",
     )
     parser.add_argument(

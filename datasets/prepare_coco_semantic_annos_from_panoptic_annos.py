@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
 import os
 import sys
 from typing import Dict, List, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from maskformer.data.io import read_label_map, rgb_to_panoptic_ids
-from maskformer.data.preparation import save_image
+from maskformer.data.preparation import datasets_root, process_all, save_image
 
 IGNORE_LABEL = 255
 
@@ -79,16 +77,7 @@ def convert_split(json_file: str, panoptic_dir: str, out_dir: str, workers: int 
     name = os.path.basename(out_dir)
     print(f"{name}: {len(data['annotations'])} images, {len(data['annotations']) - len(todo)} done")
     convert = functools.partial(_convert, panoptic_dir=panoptic_dir, out_dir=out_dir, id_map=id_map)
-    if workers <= 1:
-        for a in tqdm(todo, desc=name, unit="img"):
-            convert(a)
-    else:
-        with multiprocessing.Pool(workers) as pool:
-            done = pool.imap_unordered(convert, todo, chunksize=16)
-            for _ in tqdm(done, total=len(todo), desc=name, unit="img"):
-                pass
-            pool.close()
-            pool.join()
+    process_all(convert, todo, desc=name, workers=workers)
     return len(todo)
 
 
@@ -98,7 +87,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "coco"),
+        default=os.path.join(datasets_root(), "coco"),
         help="the COCO directory (default: $DETECTRON2_DATASETS/coco)",
     )
     parser.add_argument("--splits", nargs="+", default=["val2017", "train2017"])

@@ -12,7 +12,7 @@ import functools
 import multiprocessing
 import os
 import shutil
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, List, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Output format by extension: PIL must be told, since temporary names end in ".tmp".
 _FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -53,21 +54,18 @@ def copy_file(src: str, dst: str) -> None:
 
 
 def process_all(
-    fn: Callable[[T], None], items: Sequence[T], *, desc: str, workers: int = 1
-) -> None:
-    """Call `fn(item)` for every item with a progress bar, in `workers` processes if > 1.
+    fn: Callable[[T], R], items: Sequence[T], *, desc: str, workers: int = 1
+) -> List[R]:
+    """`[fn(item) for item in items]` with a progress bar, in `workers` processes if > 1.
 
     `fn` must be picklable (a module-level function or a functools.partial of one).
     """
     if workers <= 1 or len(items) <= 1:
-        for item in tqdm(items, desc=desc, unit="img"):
-            fn(item)
-        return
+        return [fn(item) for item in tqdm(items, desc=desc, unit="img")]
     # fork: the scripts' job functions live in __main__, which spawn could not re-import.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        done: Iterable[None] = pool.imap_unordered(fn, items, chunksize=8)
-        for _ in tqdm(done, total=len(items), desc=desc, unit="img"):
-            pass
+        done: Iterable[R] = pool.imap(fn, items, chunksize=8)
+        return list(tqdm(done, total=len(items), desc=desc, unit="img"))
 
 
 def convert_png_folder(
