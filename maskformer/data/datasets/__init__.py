@@ -6,8 +6,7 @@ datasets/README.md describes the expected layouts. Your own datasets, described 
 are registered last (described.py).
 """
 
-import os
-
+from ..preparation import datasets_root
 from .ade20k import register_ade20k_panoptic, register_ade20k_sem_seg
 from .ade20k_full import register_ade20k_full_sem_seg
 from .cityscapes import register_cityscapes_sem_seg
@@ -35,7 +34,7 @@ def register_all(root: str) -> None:
 
 
 register_ade20k_sem_seg()
-register_all(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+register_all(datasets_root())
 register_ade20k_panoptic()
 register_coco_panoptic_with_sem_seg()
 register_quickstart()

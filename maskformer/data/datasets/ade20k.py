@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from ..preparation import datasets_root
 from .ade20k_categories import ADE20K_150_CATEGORIES, ADE20K_150_CLASSES, ADE20K_150_COLORS
 from .panoptic import register_panoptic
 
@@ -68,9 +69,7 @@ def ade20k_panoptic_metadata() -> Dict:
 def register_ade20k_panoptic(root: Optional[str] = None, prefix: str = "ade20k_panoptic") -> None:
     """Register `{prefix}_{train,val}` from `root`/ADEChallengeData2016 (default root:
     $DETECTRON2_DATASETS)."""
-    root = os.path.join(
-        root or os.getenv("DETECTRON2_DATASETS", "datasets"), "ADEChallengeData2016"
-    )
+    root = os.path.join(root or datasets_root(), "ADEChallengeData2016")
     metadata = ade20k_panoptic_metadata()
     for split, folder in (("train", "training"), ("val", "validation")):
         register_panoptic(
