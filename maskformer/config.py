@@ -58,6 +58,9 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False  # 1x1 input projection even if dims match
     # Pad the batch to a multiple of this inside the model (<0: the backbone's requirement).
     cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32
+    # Convolutions in channels-last (NHWC) memory order: same numbers up to float rounding,
+    # faster convolutions on the CPU (oneDNN) and on GPUs with tensor cores.
+    cfg.MODEL.MASK_FORMER.CHANNELS_LAST = True
 
     # inference
     cfg.MODEL.MASK_FORMER.TEST = CN()

@@ -26,7 +26,10 @@ __all__ = ["MaskFormerLogits", "export_onnx", "export_program"]
 class MaskFormerLogits(nn.Module):
     """MaskFormer's backbone and head as `images -> (pred_logits, pred_masks)`, eval mode.
 
-    Shares the parameters of the model it wraps.
+    Shares the parameters of the model it wraps, and puts its convolution weights back in the
+    default (contiguous) memory order: the exported program's weight files expect dense tensors
+    (`torch.export.save` cannot pack channels-last ones as a whole), and the wrapped model still
+    computes the same numbers.
     """
 
     def __init__(self, model: MaskFormer, normalize: bool = True):
@@ -45,6 +48,7 @@ class MaskFormerLogits(nn.Module):
         self.normalize = normalize
         self.register_buffer("pixel_mean", model.pixel_mean.clone(), False)
         self.register_buffer("pixel_std", model.pixel_std.clone(), False)
+        self.to(memory_format=torch.contiguous_format)
         self.eval()
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:

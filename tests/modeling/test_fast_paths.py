@@ -104,6 +104,44 @@ def test_frozen_bn_backbone_equals_unfolded():
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4, msg=name)
 
 
+def _model_pair(*opts):
+    """The same weights in channels-last and in contiguous memory order."""
+    torch.manual_seed(0)
+    fast = randomize_(build_model(tiny_cfg(*opts, "MODEL.MASK_FORMER.CHANNELS_LAST", True)), 0)
+    ref = build_model(tiny_cfg(*opts, "MODEL.MASK_FORMER.CHANNELS_LAST", False))
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def test_channels_last_weights_and_outputs_equal_contiguous():
+    fast, ref = _model_pair("MODEL.MASK_FORMER.DROPOUT", 0.0)
+    convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert all(m.weight.is_contiguous() for m in ref.modules() if isinstance(m, torch.nn.Conv2d))
+    fast.eval(), ref.eval()
+    with torch.no_grad():
+        got, want = fast(_inputs()), ref(_inputs())
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g["sem_seg"], w["sem_seg"], rtol=0, atol=1e-5)
+        assert torch.equal(g["sem_seg"].argmax(0), w["sem_seg"].argmax(0))
+    # Training: same losses and gradients; the gradients keep their weights' memory order.
+    batch = [sample(64, 64, [0, 1, 2], seed=0), sample(64, 48, [3, 4], seed=1)]
+    fast.train(), ref.train()
+    losses_fast, losses_ref = fast(batch), ref(batch)
+    for k in losses_ref:
+        torch.testing.assert_close(losses_fast[k], losses_ref[k], rtol=1e-5, atol=1e-6, msg=k)
+    sum(losses_fast.values()).backward()
+    sum(losses_ref.values()).backward()
+    grads_ref = dict(ref.named_parameters())
+    for name, p in fast.named_parameters():
+        if p.grad is None:
+            assert grads_ref[name].grad is None, name
+            continue
+        # Relative to each tensor's largest gradient: float rounding, summed in another order.
+        want = grads_ref[name].grad
+        assert (p.grad - want).abs().max() <= 1e-4 * want.abs().max() + 1e-7, name
+
+
 # Band-by-band post-processing inside the model ---------------------------------------------------
 
 
