@@ -22,6 +22,13 @@ def test_figures_of_inference_and_training(tmp_path):
     assert res["params"] > 0 and res["train_peak_gb"] > 0
 
 
+def test_step_memory_holds_the_saved_activations(tmp_path):
+    res = _run(tmp_path, "--skip-infer", "--step-memory")
+    assert res["train_step_tensor_gb"] > res["train_step_extra_gb"] > 0
+    # At the start of the backward pass every tensor saved for it is alive.
+    assert res["train_step_extra_gb"] >= res["train_saved_gb"]
+
+
 def test_low_res_labels_at_a_large_output_agree_with_the_exact_labels(tmp_path):
     res = _run(
         tmp_path,

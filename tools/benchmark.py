@@ -7,7 +7,9 @@ seconds per iteration (forward, loss, backward, optimizer step with the config's
 clipping) and images per second, with the time spent in the matcher; the memory the training
 step keeps for the backward pass (saved tensors); and peak memory (process RSS on the CPU, where
 inference runs first so the first figure is the inference peak; CUDA peak allocation per phase on
-a GPU).
+a GPU). With --step-memory, also the peak tensor memory of one profiled training step and its part
+beyond the parameters and optimizer state: on the CPU the counterpart of CUDA's peak allocation,
+free of the libraries and allocator caches that RSS counts.
 
     python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --threads 2
 
@@ -35,6 +37,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List
 
@@ -90,6 +93,11 @@ def parse_args(argv=None):
         action="store_true",
         help="also report the share of pixels labelled as by the exact semantic inference",
     )
+    p.add_argument(
+        "--step-memory",
+        action="store_true",
+        help="also profile one training step's tensor memory (torch.profiler; slow)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides")
@@ -126,6 +134,26 @@ class SavedTensors:
     @property
     def gb(self) -> float:
         return sum(self.storages.values()) / 2**30
+
+
+def step_tensor_memory_gb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak bytes held by tensors on `device` during one call of `step`, from the profiler's
+    memory timeline: the CPU counterpart of CUDA's peak allocation, without the libraries and
+    allocator caches that RSS includes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(
+        activities=activities, profile_memory=True, record_shapes=True, with_stack=True
+    ) as p:
+        step()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "timeline.json")
+        dev = f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
+        p.export_memory_timeline(path, device=dev)
+        with open(path) as f:
+            _, sizes = json.load(f)  # times, then bytes per category at each time
+    return max(sum(s) for s in sizes) / 2**30
 
 
 def sync(device: torch.device) -> None:
@@ -300,6 +328,21 @@ def main(argv=None) -> Dict[str, float]:
         res["train_img_per_s"] = args.batch / res["train_s"]
         res["matcher_ms"] = 1000 * statistics.median(matcher)
         res["train_peak_gb"] = peak_memory_gb(device)
+        if args.step_memory:
+            tensors = sum(p.numel() * p.element_size() for p in model.parameters())
+            tensors += sum(
+                v.numel() * v.element_size()
+                for state in optimizer.state.values()
+                for v in state.values()
+                if torch.is_tensor(v)
+            )
+            res["train_step_tensor_gb"] = step_tensor_memory_gb(step, device)
+            res["train_step_extra_gb"] = res["train_step_tensor_gb"] - tensors / 2**30
+            print(
+                f"training step tensor memory (profiler): peak {res['train_step_tensor_gb']:.2f} GB"
+                f", of which {res['train_step_extra_gb']:.2f} GB beyond the parameters and "
+                "optimizer state (activations, gradients, temporaries)"
+            )
         # After the peak is read: this pass's bookkeeping would otherwise add to it.
         saved = SavedTensors(model)
         with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t), autocast():
