@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -142,6 +143,9 @@ def step_tensor_memory_gb(step: Callable[[], None], device: torch.device) -> flo
     allocator caches that RSS includes."""
     from torch.profiler import ProfilerActivity, profile
 
+    if not hasattr(profile, "export_memory_timeline"):
+        sys.exit("--step-memory needs torch.profiler.profile.export_memory_timeline (torch >= 2.1)")
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(
         activities=activities, profile_memory=True, record_shapes=True, with_stack=True
@@ -150,7 +154,11 @@ def step_tensor_memory_gb(step: Callable[[], None], device: torch.device) -> flo
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "timeline.json")
         dev = f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
-        p.export_memory_timeline(path, device=dev)
+        # Deprecated for CUDA's own snapshots, which do not cover the CPU; still the only
+        # allocation timeline of CPU tensors.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            p.export_memory_timeline(path, device=dev)
         with open(path) as f:
             _, sizes = json.load(f)  # times, then bytes per category at each time
     return max(sum(s) for s in sizes) / 2**30
