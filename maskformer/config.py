@@ -59,8 +59,9 @@ def add_maskformer_config(cfg: CN) -> None:
     # Pad the batch to a multiple of this inside the model (<0: the backbone's requirement).
     cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32
     # Convolutions in channels-last (NHWC) memory order: same numbers up to float rounding,
-    # faster convolutions on the CPU (oneDNN) and on GPUs with tensor cores.
-    cfg.MODEL.MASK_FORMER.CHANNELS_LAST = True
+    # faster ResNet convolutions on the CPU (oneDNN). Off by default until its effect on a
+    # training run's quality is settled (docs/benchmarks.md).
+    cfg.MODEL.MASK_FORMER.CHANNELS_LAST = False
 
     # inference
     cfg.MODEL.MASK_FORMER.TEST = CN()

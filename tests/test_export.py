@@ -3,6 +3,7 @@
 import os
 
 import onnxruntime
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -13,9 +14,9 @@ from tests.common import load_tool, randomize_, tiny_cfg
 OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
 
 
-def _module():
+def _module(*opts):
     torch.manual_seed(0)
-    model = randomize_(build_model(tiny_cfg(*OPTS)), seed=0).eval()
+    model = randomize_(build_model(tiny_cfg(*OPTS, *opts)), seed=0).eval()
     return model, MaskFormerLogits(model)
 
 
@@ -35,8 +36,11 @@ def test_logits_module_equals_the_models_own_network_pass():
     torch.testing.assert_close(masks, want["pred_masks"], rtol=0, atol=1e-5)
 
 
-def test_torch_export_round_trip(tmp_path):
-    _, module = _module()
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_torch_export_round_trip(tmp_path, channels_last):
+    _, module = _module("MODEL.MASK_FORMER.CHANNELS_LAST", channels_last)
+    # Saved weights are dense whatever the model's memory order.
+    assert all(p.is_contiguous() for p in module.parameters())
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1)) * 255
     program = export_program(module, images)
     torch.export.save(program, str(tmp_path / "m.pt2"))
