@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from detectron2.projects.point_rend.point_features import (
     get_uncertain_point_coords_with_randomness,
-    point_sample,
 )
 from detectron2.utils.comm import get_world_size
 from torch import Tensor, nn
 
 from .losses import focal_and_dice_per_mask
 from .matcher import HungarianMatcher
+from .resample import values_at_points
 
 __all__ = ["SetCriterion", "num_masks_across_processes", "point_mask_losses"]
 
@@ -283,8 +283,5 @@ def point_mask_losses(src: Tensor, tgt: Tensor, coords: Tensor) -> Tuple[Tensor,
         focal (M,), dice (M,) as `focal_and_dice_per_mask` of the (M, P) point values. At the P
         = Hp * Wp pixel centres this is the full-resolution loss.
     """
-    logits = point_sample(src[:, None], coords, align_corners=False, padding_mode="border")
-    labels = point_sample(
-        tgt[:, None].to(logits.dtype), coords, align_corners=False, padding_mode="border"
-    )
-    return focal_and_dice_per_mask(logits[:, 0], labels[:, 0])
+    logits = values_at_points(src, coords, src.dtype)
+    return focal_and_dice_per_mask(logits, values_at_points(tgt, coords, logits.dtype))

@@ -11,13 +11,13 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.projects.point_rend.point_features import point_sample
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.logger import log_every_n_seconds
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss
+from .resample import values_at_points
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tens
     coords = torch.rand(1, num_points, 2, device=masks.device)
 
     def at_points(x: Tensor) -> Tensor:
-        x = x[:, None].to(masks.dtype)
-        kw = {"align_corners": False, "padding_mode": "border"}
-        return point_sample(x, coords.expand(x.shape[0], -1, -1), **kw)[:, 0]
+        return values_at_points(x, coords.expand(x.shape[0], -1, -1), masks.dtype)
 
     return at_points(masks), at_points(targets)
 

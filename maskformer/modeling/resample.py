@@ -21,11 +21,23 @@ from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import point_sample
 from torch import Tensor
 
-__all__ = ["MapResampler", "bilinear_taps", "chain_taps"]
+__all__ = ["MapResampler", "bilinear_taps", "chain_taps", "values_at_points"]
 
 Taps = Tuple[Tensor, Tensor]  # (n_out, T) int64 source indices, (n_out, T) float32 weights
+
+
+def values_at_points(maps: Tensor, coords: Tensor, dtype: torch.dtype) -> Tensor:
+    """(N, H, W) maps read at (N, P, 2) points (x, y) in [0, 1] -> (N, P) values of `dtype`.
+
+    Bilinear with the edge values repeated: what `F.interpolate(align_corners=False)` of the map
+    computes at those positions, so the point-sampled losses and costs read the same values the
+    full-resolution ones use (pixel k of n covers [k / n, (k + 1) / n)).
+    """
+    x = maps[:, None].to(dtype)
+    return point_sample(x, coords, align_corners=False, padding_mode="border")[:, 0]
 
 
 def bilinear_taps(in_size: int, out_size: int) -> Taps:
