@@ -222,12 +222,11 @@ class MaskFormerPredictor:
         # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
         out = self.model([{"image": x, "height": h, "width": w}])[0]
         prediction = Prediction()
-        if isinstance(
-            out.get("sem_seg"), SemSegLabels
-        ):  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
-            prediction.semantic = nearest_resize(out["sem_seg"].labels, size).cpu()
-        elif "sem_seg" in out:
-            prediction.semantic = resized_argmax(out["sem_seg"], size, self.max_chunk_bytes).cpu()
+        sem_seg = out.get("sem_seg")
+        if isinstance(sem_seg, SemSegLabels):  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+            prediction.semantic = nearest_resize(sem_seg.labels, size).cpu()
+        elif sem_seg is not None:
+            prediction.semantic = resized_argmax(sem_seg, size, self.max_chunk_bytes).cpu()
         if "panoptic_seg" in out:
             ids, segments_info = out["panoptic_seg"]
             prediction.panoptic = (nearest_resize(ids, size).cpu(), segments_info)
