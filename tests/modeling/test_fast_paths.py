@@ -104,17 +104,12 @@ def test_frozen_bn_backbone_equals_unfolded():
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4, msg=name)
 
 
-def _model_pair(*opts):
-    """The same weights in channels-last and in contiguous memory order."""
-    torch.manual_seed(0)
-    fast = randomize_(build_model(tiny_cfg(*opts, "MODEL.MASK_FORMER.CHANNELS_LAST", True)), 0)
-    ref = build_model(tiny_cfg(*opts, "MODEL.MASK_FORMER.CHANNELS_LAST", False))
-    ref.load_state_dict(fast.state_dict())
-    return fast, ref
-
-
 def test_channels_last_weights_and_outputs_equal_contiguous():
-    fast, ref = _model_pair("MODEL.MASK_FORMER.DROPOUT", 0.0)
+    # The same weights in channels-last and in contiguous memory order.
+    no_dropout = ("MODEL.MASK_FORMER.DROPOUT", 0.0)
+    fast = _eval_model(*no_dropout, "MODEL.MASK_FORMER.CHANNELS_LAST", True)
+    ref = build_model(tiny_cfg(*no_dropout, "MODEL.MASK_FORMER.CHANNELS_LAST", False))
+    ref.load_state_dict(fast.state_dict())
     convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     assert all(m.weight.is_contiguous() for m in ref.modules() if isinstance(m, torch.nn.Conv2d))
