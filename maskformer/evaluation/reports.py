@@ -16,7 +16,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["bar_chart", "confusion_heat_map", "log_summary", "write_report"]
+__all__ = ["bar_chart", "confusion_heat_map", "log_summary", "overlay_panels", "write_report"]
 
 _WORST = 10  # classes listed on the console
 
@@ -168,3 +168,34 @@ def log_summary(
     listed = ", ".join(f"{class_names[i]} {values[i]:.1f}" for i in worst)
     log.info(f"{dataset_name} {task}: {numbers}")
     log.info(f"{dataset_name} {task}: worst {len(worst)} classes by {metric}: {listed}")
+
+
+def overlay_panels(
+    image: np.ndarray,
+    pred: np.ndarray,
+    gt: Optional[np.ndarray],
+    colors: Sequence[Sequence[int]],
+    alpha: float = 0.6,
+) -> np.ndarray:
+    """Image | prediction | ground truth side by side, the class maps drawn in `colors` over
+    the image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        pred, gt: (H, W) class ids; values outside [0, K) (ignore label, VOID) are not drawn.
+            gt None: a black panel.
+        colors: K RGB colours.
+    Returns:
+        (H, 3 W, 3) uint8.
+    """
+    palette = np.asarray(colors, np.float32)
+
+    def draw(labels: Optional[np.ndarray]) -> np.ndarray:
+        if labels is None:
+            return np.zeros_like(image)
+        drawn = (labels >= 0) & (labels < len(palette))
+        out = image.astype(np.float32)
+        out[drawn] = (1 - alpha) * out[drawn] + alpha * palette[labels[drawn]]
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    return np.concatenate([image, draw(pred), draw(gt)], axis=1)
