@@ -1,4 +1,5 @@
 from .build import EVALUATORS, EvaluationOptions, build_evaluator, evaluation_options
+from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator, pq_image_stats, pq_summary
 from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
 from .semantic import SemanticEvaluator, confusion_matrix, predicted_labels, semantic_metrics
@@ -7,6 +8,7 @@ __all__ = [
     "EVALUATORS",
     "BoundedCOCOPanopticEvaluator",
     "EvaluationOptions",
+    "InstanceEvaluator",
     "PanopticEvaluator",
     "SemanticEvaluator",
     "build_evaluator",

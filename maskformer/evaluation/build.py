@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
 from .cityscapes import CityscapesSemSegEvaluator
+from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator
 from .semantic import SemanticEvaluator
 
@@ -44,7 +45,7 @@ def _semantic(dataset_name: str, output_dir: Optional[str], options: EvaluationO
 
 def _instance(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
     # Boxes are the masks' bounding boxes, so box AP means something too.
-    return COCOEvaluator(
+    return InstanceEvaluator(
         dataset_name, tasks=("bbox", "segm"), distributed=True, output_dir=output_dir
     )
 

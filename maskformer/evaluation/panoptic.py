@@ -31,10 +31,10 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from PIL import Image
 
-from ..data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
+from ..data.io import panoptic_ids_to_rgb, read_label_map
 from . import reports
 
-__all__ = ["PanopticEvaluator", "pq_image_stats", "pq_summary"]
+__all__ = ["PanopticEvaluator", "panoptic_png_ids", "pq_image_stats", "pq_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,28 @@ def _id_table() -> np.ndarray:
     return _local.table
 
 
+def panoptic_png_ids(file_name: str) -> np.ndarray:
+    """(H, W) uint32 segment ids R + 256 G + 256^2 B of a COCO panoptic PNG."""
+    rgb = read_label_map(file_name)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(
+            f"{file_name}: a panoptic PNG must be RGB (segment id = R + 256 G + 256^2 B), but it "
+            f"reads as an array of shape {rgb.shape}"
+        )
+    # In place on one uint32 array: a third of the time of int64 arithmetic.
+    ids = rgb[..., 2].astype(np.uint32)
+    ids <<= 8
+    ids |= rgb[..., 1]
+    ids <<= 8
+    ids |= rgb[..., 0]
+    return ids
+
+
 def _indices(ids: np.ndarray, known: np.ndarray, what: str) -> np.ndarray:
     """(H, W) int64 histogram index of each pixel: _VOID for id 0 (unless listed), 2 + i for
     `known[i]`, _UNKNOWN otherwise."""
-    if ids.size and (ids.min() < 0 or ids.max() >= _ID_LIMIT):
+    signed = np.issubdtype(ids.dtype, np.signedinteger)
+    if ids.size and ((signed and ids.min() < 0) or ids.max() >= _ID_LIMIT):
         raise ValueError(f"{what}: segment ids must be in [0, 2^24), got {ids.min()}..{ids.max()}")
     if len(known) + 2 > np.iinfo(np.uint16).max:
         raise ValueError(f"{what}: {len(known)} segments; at most 65533 are supported")
@@ -239,7 +257,7 @@ class PanopticEvaluator(DatasetEvaluator):
     def _image_stats(self, image_id, pred_ids: np.ndarray, segments: List[Dict]) -> np.ndarray:
         ann = self._gt[image_id]
         gt_file = os.path.join(self._gt_root, ann["file_name"])
-        gt_ids = rgb_to_panoptic_ids(read_label_map(gt_file), gt_file)
+        gt_ids = panoptic_png_ids(gt_file)
         return pq_image_stats(
             gt_ids, ann["segments_info"], pred_ids, segments, self._category_ids, gt_file
         )
