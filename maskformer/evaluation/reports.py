@@ -43,9 +43,10 @@ def confusion_heat_map(confusion: np.ndarray, class_names: Sequence[str], title:
     k = len(class_names)
     rows = confusion.sum(axis=1, keepdims=True).astype(float)
     normalised = np.divide(confusion, rows, out=np.full(confusion.shape, np.nan), where=rows > 0)
-    side = max(6.0, 0.16 * k + 2.5)
+    cells = max(3.5, 0.16 * k)  # inches of the matrix itself
+    side = cells + 2.6  # + 1.8 for the class names (left, below), 0.8 for title and colour bar
     fig = _figure(side, side)
-    ax = fig.add_axes((0.2, 0.2, 0.72, 0.72))
+    ax = fig.add_axes((1.8 / side, 1.8 / side, cells / side, cells / side))
     image = ax.imshow(normalised, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
     font = 8 if k <= 60 else 6
     ax.set_xticks(range(k), labels=class_names, rotation=90, fontsize=font)
@@ -56,8 +57,11 @@ def confusion_heat_map(confusion: np.ndarray, class_names: Sequence[str], title:
     if k <= 30:
         for (i, j), v in np.ndenumerate(normalised):
             if v >= 0.005:
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
-    fig.colorbar(image, ax=ax, fraction=0.03)
+                color = "k" if v > 0.5 else "w"  # readable on viridis' yellow and purple
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color=color)
+    fig.colorbar(
+        image, cax=fig.add_axes(((1.9 + cells) / side, 1.8 / side, 0.15 / side, cells / side))
+    )
     return fig
 
 
@@ -66,8 +70,9 @@ def bar_chart(values: np.ndarray, class_names: Sequence[str], metric: str, title
     top; classes with NaN (absent from the ground truth) are left out."""
     order = [i for i in np.argsort(values, kind="stable") if not np.isnan(values[i])]
     n = max(1, len(order))
-    fig = _figure(8.0, max(3.0, 0.17 * n + 1.5))
-    ax = fig.add_axes((0.3, 1.0 / (0.17 * n + 1.5), 0.62, 1 - 1.6 / (0.17 * n + 1.5)))
+    height = 0.2 * n + 1.1  # inches: a bar of 0.2, margins of 0.6 below and 0.5 above
+    fig = _figure(8.0, height)
+    ax = fig.add_axes((0.3, 0.6 / height, 0.62, 1 - 1.1 / height))
     positions = np.arange(len(order))[::-1]  # worst first, at the top
     ax.barh(positions, [values[i] for i in order], color="tab:blue")
     font = 8 if n <= 60 else 6
