@@ -18,6 +18,7 @@ import weakref
 from collections import OrderedDict
 
 import torch
+from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.engine import (
     DefaultTrainer,
     SimpleTrainer,
@@ -35,7 +36,13 @@ from detectron2.utils.logger import setup_logger
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_train_loader, build_train_mapper
-from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, post_processing_for
+from maskformer.engine import (
+    AMPTrainer,
+    EvalImagesHook,
+    StepSeedHook,
+    amp_precision,
+    post_processing_for,
+)
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.solver import build_optimizer
@@ -81,7 +88,18 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         # The seed comes from the sampler, whose state the checkpoint restores on resume.
         self.step_seed_hook = StepSeedHook(self.data_sampler.seed)
-        return [self.step_seed_hook] + super().build_hooks()
+        hooks = [self.step_seed_hook] + super().build_hooks()
+        cfg, n = self.cfg, self.cfg.TEST.EVAL_TENSORBOARD_IMAGES
+        if n > 0 and cfg.DATASETS.TEST and comm.is_main_process():
+            name = cfg.DATASETS.TEST[0]
+            images = EvalImagesHook(
+                eval_period=cfg.TEST.EVAL_PERIOD,
+                dataset_name=name,
+                records=DatasetCatalog.get(name)[:n],
+                mapper=DatasetMapper(cfg, is_train=False),
+            )
+            hooks.insert(len(hooks) - 1, images)  # before the PeriodicWriter, which writes them
+        return hooks
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)

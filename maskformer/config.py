@@ -79,7 +79,7 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS = False
 
     # evaluation
-    # Processes computing PQ; panopticapi alone would start one per CPU of the machine.
+    # Threads computing PQ image by image while the model runs (0: in the evaluation loop).
     cfg.TEST.PANOPTIC_EVAL_WORKERS = 4
 
     # pixel decoder
@@ -105,6 +105,12 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
     cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # features to return
     cfg.MODEL.SWIN.USE_CHECKPOINT = False  # gradient checkpointing of every block (saves memory)
+
+    # evaluation outputs
+    cfg.TEST.EVAL_SEM_SEG_JSON = False  # write sem_seg_predictions.json (RLEs, COCO-Stuff)
+    cfg.TEST.EVAL_BOUNDARY_IOU = False  # also per-class Boundary IoU (an erosion per class)
+    cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write panoptic prediction PNGs + JSON
+    cfg.TEST.EVAL_TENSORBOARD_IMAGES = 4  # image | prediction | GT overlays per evaluation
 
 
 class UnsafeConfigError(ValueError):

@@ -2,6 +2,7 @@
 data: train and evaluate PQ / mIoU / AP, evaluate the same weights for AP with the instance
 config, and post-process per evaluated dataset."""
 
+import json
 import os
 
 import pytest
@@ -100,7 +101,10 @@ def test_training_then_pq_miou_and_ap_with_no_worker_left(trained):
         f"AP-{n}" for n in quickstart_panoptic_metadata()["thing_classes"]
     }
     assert os.path.exists(out / "model_final.pth")
-    assert os.path.exists(out / "inference" / f"{DATA}_val" / "predictions.json")  # PQ's
+    with open(out / "inference" / f"{DATA}_val" / "metrics.json") as f:  # the report
+        report = json.load(f)
+    assert report["panoptic_seg"]["summary"]["PQ"] == pytest.approx(results["panoptic_seg"]["PQ"])
+    assert report["sem_seg"]["summary"]["mIoU"] == pytest.approx(results["sem_seg"]["mIoU"])
     assert new_children == set()  # the PQ worker processes are gone
 
 

@@ -4,8 +4,9 @@
     python tools/evaluate_pq_for_semantic_segmentation.py --dataset-name ade20k_sem_seg_val \
         --json-file output/inference/ade20k_sem_seg_val/sem_seg_predictions.json
 
-The JSON is the `sem_seg_predictions.json` that Detectron2's SemSegEvaluator writes (one RLE per
-image and predicted class); the ground truth comes from the registered dataset (its label maps
+The JSON is the `sem_seg_predictions.json` that the semantic evaluator writes with
+`TEST.EVAL_SEM_SEG_JSON True` (as Detectron2's SemSegEvaluator does: one RLE per image and
+predicted class); the ground truth comes from the registered dataset (its label maps
 and ignore label). Each class is one segment per image, matched when IoU > 0.5
 (maskformer/evaluation/semantic_pq.py).
 """

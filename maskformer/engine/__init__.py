@@ -3,6 +3,6 @@ dataset."""
 
 from .amp import AMPTrainer, amp_precision
 from .evaluation import post_processing_for
-from .hooks import StepSeedHook
+from .hooks import EvalImagesHook, StepSeedHook
 
-__all__ = ["AMPTrainer", "StepSeedHook", "amp_precision", "post_processing_for"]
+__all__ = ["AMPTrainer", "EvalImagesHook", "StepSeedHook", "amp_precision", "post_processing_for"]

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from typing import Callable, Dict, Optional, Sequence
+
 import numpy as np
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.engine import HookBase
+from detectron2.evaluation import inference_context
 from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["StepSeedHook"]
+from ..data.datasets.custom import default_colors
+from ..data.io import read_image, read_label_map, rgb_to_panoptic_ids
+from ..evaluation.reports import overlay_panels
+from ..evaluation.semantic import predicted_labels
+from .evaluation import post_processing_for
+
+__all__ = ["EvalImagesHook", "StepSeedHook"]
 
 
 class StepSeedHook(HookBase):
@@ -23,3 +35,90 @@ class StepSeedHook(HookBase):
     def before_step(self):
         seq = np.random.SeedSequence([self.seed, self.trainer.iter, comm.get_rank()])
         torch.manual_seed(int(seq.generate_state(1)[0]))
+
+
+def _predicted_classes(output: Dict) -> np.ndarray:
+    """(H, W) class ids of a model output: semantic if there, else panoptic (-1: no segment)."""
+    if "sem_seg_labels" in output or "sem_seg" in output:
+        return predicted_labels(output).cpu().numpy()
+    ids, segments = output["panoptic_seg"]
+    table = np.full(max([s["id"] for s in segments], default=0) + 1, -1)
+    for s in segments:
+        table[s["id"]] = s["category_id"]
+    return table[ids.cpu().numpy()]
+
+
+def _ground_truth_classes(record: Dict) -> Optional[np.ndarray]:
+    """(H, W) ground-truth class ids of a dataset record (-1 / ignore label: none), if any."""
+    if "sem_seg_file_name" in record:
+        return read_label_map(record["sem_seg_file_name"]).astype(np.int64)
+    if "pan_seg_file_name" in record:
+        ids = rgb_to_panoptic_ids(read_label_map(record["pan_seg_file_name"]))
+        classes = np.full(ids.shape, -1)
+        for s in record["segments_info"]:
+            classes[ids == s["id"]] = s["category_id"]
+        return classes
+    return None
+
+
+class EvalImagesHook(HookBase):
+    """Image | prediction | ground truth of a few test images, to TensorBoard (through the
+    event storage) whenever the evaluation hook evaluates: every `eval_period` iterations
+    (0: never) and after training."""
+
+    def __init__(
+        self,
+        *,
+        eval_period: int,
+        dataset_name: str,
+        records: Sequence[Dict],
+        mapper: Callable[[Dict], Dict],
+    ):
+        """
+        Args:
+            records: the dataset dicts of the images to draw.
+            mapper: dataset dict -> model input, as the test loader maps them.
+        """
+        self._period = eval_period
+        self._dataset_name = dataset_name
+        self._records = list(records)
+        self._mapper = mapper
+        meta = MetadataCatalog.get(dataset_name)
+        classes = meta.get("stuff_classes") or []
+        self._colors = meta.get("stuff_colors") or default_colors(len(classes))
+
+    def _write_images(self) -> None:
+        model = self.trainer.model
+        model = model.module if isinstance(model, DistributedDataParallel) else model
+        storage = self.trainer.storage
+        with (
+            inference_context(model),
+            torch.no_grad(),
+            post_processing_for(model, self._dataset_name),
+        ):
+            for record in self._records:
+                output = model([self._mapper(dict(record))])[0]
+                panels = overlay_panels(
+                    read_image(record["file_name"], "RGB"),
+                    _predicted_classes(output),
+                    _ground_truth_classes(record),
+                    self._colors,
+                )
+                name = os.path.splitext(os.path.basename(record["file_name"]))[0]
+                storage.put_image(
+                    f"{self._dataset_name}/{name} (image | prediction | ground truth)",
+                    torch.from_numpy(panels).permute(2, 0, 1).contiguous(),
+                )
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if (
+            self._period > 0
+            and next_iter % self._period == 0
+            and next_iter != self.trainer.max_iter
+        ):
+            self._write_images()
+
+    def after_train(self):
+        if self.trainer.iter + 1 >= self.trainer.max_iter:  # as EvalHook's final evaluation
+            self._write_images()

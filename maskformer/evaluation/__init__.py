@@ -1,11 +1,22 @@
 from .build import EVALUATORS, EvaluationOptions, build_evaluator, evaluation_options
+from .instance import InstanceEvaluator
+from .panoptic import PanopticEvaluator, pq_image_stats, pq_summary
 from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
+from .semantic import SemanticEvaluator, confusion_matrix, predicted_labels, semantic_metrics
 
 __all__ = [
     "EVALUATORS",
     "BoundedCOCOPanopticEvaluator",
     "EvaluationOptions",
+    "InstanceEvaluator",
+    "PanopticEvaluator",
+    "SemanticEvaluator",
     "build_evaluator",
+    "confusion_matrix",
     "evaluation_options",
     "pq_compute_multi_core",
+    "pq_image_stats",
+    "pq_summary",
+    "predicted_labels",
+    "semantic_metrics",
 ]

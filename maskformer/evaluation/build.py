@@ -8,17 +8,13 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import (
-    COCOEvaluator,
-    DatasetEvaluator,
-    DatasetEvaluators,
-    SemSegEvaluator,
-)
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
-from ..data.io import load_sem_seg_label
 from .cityscapes import CityscapesSemSegEvaluator
-from .panoptic_evaluation import BoundedCOCOPanopticEvaluator
+from .instance import InstanceEvaluator
+from .panoptic import PanopticEvaluator
+from .semantic import SemanticEvaluator
 
 __all__ = ["EVALUATORS", "EvaluationOptions", "build_evaluator"]
 
@@ -32,25 +28,30 @@ class EvaluationOptions:
     semantic: bool = True  # "sem_seg"
     panoptic: bool = False  # "panoptic_seg"
     instance: bool = False  # "instances"
-    panoptic_workers: int = 4  # processes computing PQ
+    panoptic_workers: int = 4  # threads computing PQ while the model runs
+    semantic_json: bool = False  # write the per-image RLEs (sem_seg_predictions.json)
+    boundary_iou: bool = False  # per-class Boundary IoU too
+    panoptic_predictions: bool = False  # write the panoptic prediction PNGs + JSON
 
 
-def _semantic(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
-    # Our label loader reads 16-bit maps and works with numpy 2 (Detectron2's default does not).
-    return SemSegEvaluator(
-        dataset_name, distributed=True, output_dir=output_dir, sem_seg_loading_fn=load_sem_seg_label
+def _semantic(dataset_name: str, output_dir: Optional[str], options: EvaluationOptions):
+    return SemanticEvaluator(
+        dataset_name,
+        output_dir=output_dir,
+        boundary_iou=options.boundary_iou,
+        write_predictions_json=options.semantic_json,
     )
 
 
 def _instance(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
     # Boxes are the masks' bounding boxes, so box AP means something too.
-    return COCOEvaluator(
+    return InstanceEvaluator(
         dataset_name, tasks=("bbox", "segm"), distributed=True, output_dir=output_dir
     )
 
 
 def _sem_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
-    return [_semantic(dataset_name, output_dir)] if options.semantic else []
+    return [_semantic(dataset_name, output_dir, options)] if options.semantic else []
 
 
 def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
@@ -58,11 +59,14 @@ def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[
     meta = MetadataCatalog.get(dataset_name)
     evaluators: List[DatasetEvaluator] = []
     if options.semantic and meta.get("sem_seg_root"):
-        evaluators.append(_semantic(dataset_name, output_dir))
+        evaluators.append(_semantic(dataset_name, output_dir, options))
     if options.panoptic:
         evaluators.append(
-            BoundedCOCOPanopticEvaluator(
-                dataset_name, output_dir, num_workers=options.panoptic_workers
+            PanopticEvaluator(
+                dataset_name,
+                output_dir=output_dir,
+                num_workers=options.panoptic_workers,
+                write_predictions=options.panoptic_predictions,
             )
         )
     if options.instance:
@@ -142,4 +146,7 @@ def evaluation_options(cfg) -> EvaluationOptions:
         panoptic=test.PANOPTIC_ON,
         instance=test.INSTANCE_ON,
         panoptic_workers=cfg.TEST.PANOPTIC_EVAL_WORKERS,
+        semantic_json=cfg.TEST.EVAL_SEM_SEG_JSON,
+        boundary_iou=cfg.TEST.EVAL_BOUNDARY_IOU,
+        panoptic_predictions=cfg.TEST.EVAL_PANOPTIC_PREDICTIONS,
     )

@@ -19,7 +19,7 @@ from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_ID_TO_CONT
 from maskformer.data.datasets.mapillary_vistas import register_mapillary_vistas_sem_seg
 from maskformer.data.datasets.mapillary_vistas_categories import MAPILLARY_VISTAS_COLORS
 from maskformer.data.io import load_sem_seg_label
-from maskformer.evaluation import build_evaluator
+from maskformer.evaluation import EvaluationOptions, build_evaluator
 from tests.common import tiny_cfg
 from tests.datasets import miniatures as mini
 from tests.scripts import load_script
@@ -66,7 +66,9 @@ def _one_hot(label, num_classes):
 
 def _evaluate_perfect(name, num_classes, output_dir=None):
     dicts = DatasetCatalog.get(name)
-    evaluator = build_evaluator(name, output_dir)
+    # The per-image JSON is written on request only.
+    options = EvaluationOptions(semantic_json=output_dir is not None)
+    evaluator = build_evaluator(name, output_dir, options)
     evaluator.reset()
     for d in dicts:
         label = load_sem_seg_label(d["sem_seg_file_name"])
