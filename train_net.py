@@ -34,7 +34,7 @@ from detectron2.utils.logger import setup_logger
 
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
-from maskformer.data import build_train_loader, build_train_mapper
+from maskformer.data import build_test_loader, build_train_loader, build_train_mapper
 from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, post_processing_for
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
@@ -93,6 +93,10 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         return build_train_loader(cfg, build_train_mapper(cfg), seed=seed)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

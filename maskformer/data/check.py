@@ -65,8 +65,10 @@ class _ImageResult:
 def _image_size(path: str, result: _ImageResult) -> Optional[Tuple[int, int]]:
     """(H, W) of an image as training reads it (EXIF orientation applied), None if unreadable."""
     try:
+        if path.lower().endswith(".npy"):  # a multi-channel array (INPUT.FORMAT e.g. "RGBN")
+            return np.load(path, mmap_mode="r", allow_pickle=False).shape[:2]
         return read_image(path, "RGB").shape[:2]
-    except OSError as e:
+    except (OSError, ValueError) as e:
         result.findings.append(Finding("error", path, str(e)))
         return None
 
