@@ -35,7 +35,13 @@ from detectron2.utils.logger import setup_logger
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
 from maskformer.data import build_test_loader, build_train_loader, build_train_mapper
-from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, post_processing_for
+from maskformer.engine import (
+    AMPTrainer,
+    StepSeedHook,
+    amp_precision,
+    post_processing_for,
+    without_duplicate_final_checkpoint,
+)
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.solver import build_optimizer
@@ -81,7 +87,7 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         # The seed comes from the sampler, whose state the checkpoint restores on resume.
         self.step_seed_hook = StepSeedHook(self.data_sampler.seed)
-        return [self.step_seed_hook] + super().build_hooks()
+        return [self.step_seed_hook] + without_duplicate_final_checkpoint(super().build_hooks())
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
