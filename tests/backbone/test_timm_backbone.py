@@ -91,6 +91,20 @@ def test_model_without_features_is_refused_naming_it():
         build_backbone(timm_cfg("resnet", "MODEL.TIMM.OUT_INDICES", [7]))
 
 
+def test_stride_that_is_not_a_power_of_two_is_refused_with_the_fix():
+    name, kwargs = KINDS["vit"]
+    cfg = timm_cfg("vit", "MODEL.TIMM.KWARGS", [*kwargs, "patch_size=14", "img_size=56"])
+    with pytest.raises(ValueError, match=r"stride \[14\], not a power of 2.*'patch_size=16'"):
+        build_backbone(cfg)
+
+
+def test_documented_efficientnet_example_builds():
+    opts = ["MODEL.TIMM.NAME", "efficientnet_b3"]
+    cfg = tiny_cfg(*opts, config_file="ade20k/timm/maskformer_convnext_tiny.yaml")
+    backbone = build_backbone(cfg)
+    assert [v.stride for v in backbone.output_shape().values()] == [4, 8, 16, 32]
+
+
 def test_empty_name_is_refused():
     with pytest.raises(ValueError, match="MODEL.TIMM.NAME is empty"):
         build_backbone(timm_cfg("resnet", "MODEL.TIMM.NAME", ""))

@@ -173,6 +173,13 @@ class TimmBackbone(Backbone):
         self.features = features
         info = features.feature_info
         strides, channels = info.reduction(), info.channels()
+        odd = [s for s in strides if s & (s - 1)]
+        if odd:
+            raise ValueError(
+                f"timm model '{name}' gives features of stride {odd}, not a power of 2 (a ViT "
+                "with 14 px patches?); the pixel decoders need strides 4..32: for a ViT add "
+                "'patch_size=16' to MODEL.TIMM.KWARGS (timm resamples pretrained patch weights)"
+            )
         names = [_stride_name(s) for s in strides]
         if len(set(names)) != len(names):
             raise ValueError(
