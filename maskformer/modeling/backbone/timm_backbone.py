@@ -139,7 +139,7 @@ def create_timm_features(
         plain = {k: v for k, v in kwargs.items() if k not in ("features_only", "pretrained")}
         plain.pop("pretrained_cfg_overlay", None)
         try:
-            info = timm.create_model(name, **plain).feature_info
+            info = getattr(timm.create_model(name, **plain), "feature_info", None)
         except _TIMM_ERRORS as e:
             raise _refusal(name, f"timm cannot create it ({e})") from e
         if not info:
@@ -147,7 +147,13 @@ def create_timm_features(
         out_indices = _default_out_indices(info)
     model = create(out_indices)
     if pretrained_weights:
-        logger.info(f"Loaded timm '{name}' weights from {pretrained_weights}")
+        adapted = (
+            f"; its first convolution adapted from 3 to {in_chans} input channels "
+            "(timm's adapt_input_conv)"
+            if in_chans != 3
+            else ""
+        )
+        logger.info(f"Loaded timm '{name}' weights from {pretrained_weights}{adapted}")
     return model
 
 
