@@ -211,12 +211,14 @@ def describe_semantic(args) -> Dict:
         f"without, {len(orphans)} label maps without an image"
     )
     colors = read_colors(args.colors, len(classes)) if args.colors else None
-    # Sizes of up to 200 images spread over the dataset (headers only).
-    step = max(1, len(pairs) // 200)
-    try:
-        args.image_sizes = [_image_size(image) for image, _ in pairs[::step]]
-    except (OSError, ValueError) as e:
-        raise RegistrationError(f"cannot read an image's size: {e}") from None
+    # Sizes of up to 200 images spread over the dataset (headers only), for the starting
+    # config; an unreadable image is the checker's to report.
+    args.image_sizes = []
+    for image, _ in pairs[:: max(1, len(pairs) // 200)]:
+        try:
+            args.image_sizes.append(_image_size(image))
+        except (OSError, ValueError):
+            continue
     return {
         "format": described.FORMAT,
         "name": args.name,
@@ -301,7 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"register_dataset: {'updated' if updated else 'registered'} '{args.name}' ({kind}, "
         f"{count} classes): {path}"
     )
-    if kind == "semantic":
+    if kind == "semantic" and args.image_sizes:
         config = starting_config(args.name, count, args.ignore_label, args.image_sizes)
         if args.config_out:
             with open(args.config_out, "w", encoding="utf-8") as f:
