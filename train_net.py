@@ -18,7 +18,7 @@ import weakref
 from collections import OrderedDict
 
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetCatalog
 from detectron2.engine import (
     DefaultTrainer,
     SimpleTrainer,
@@ -35,13 +35,19 @@ from detectron2.utils.logger import setup_logger
 
 import maskformer
 from maskformer.checkpoint import MaskFormerCheckpointer
-from maskformer.data import build_train_loader, build_train_mapper
+from maskformer.data import (
+    build_test_loader,
+    build_test_mapper,
+    build_train_loader,
+    build_train_mapper,
+)
 from maskformer.engine import (
     AMPTrainer,
     EvalImagesHook,
     StepSeedHook,
     amp_precision,
     post_processing_for,
+    without_duplicate_final_checkpoint,
 )
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
@@ -88,7 +94,7 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         # The seed comes from the sampler, whose state the checkpoint restores on resume.
         self.step_seed_hook = StepSeedHook(self.data_sampler.seed)
-        hooks = [self.step_seed_hook] + super().build_hooks()
+        hooks = [self.step_seed_hook] + without_duplicate_final_checkpoint(super().build_hooks())
         cfg, n = self.cfg, self.cfg.TEST.EVAL_TENSORBOARD_IMAGES
         if n > 0 and cfg.DATASETS.TEST and comm.is_main_process():
             name = cfg.DATASETS.TEST[0]
@@ -96,7 +102,7 @@ class Trainer(DefaultTrainer):
                 eval_period=cfg.TEST.EVAL_PERIOD,
                 dataset_name=name,
                 records=DatasetCatalog.get(name)[:n],
-                mapper=DatasetMapper(cfg, is_train=False),
+                mapper=build_test_mapper(cfg),
             )
             hooks.insert(len(hooks) - 1, images)  # before the PeriodicWriter, which writes them
         return hooks
@@ -111,6 +117,10 @@ class Trainer(DefaultTrainer):
     def build_train_loader(cls, cfg):
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         return build_train_loader(cfg, build_train_mapper(cfg), seed=seed)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -35,7 +35,12 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.data.io import read_image, save_image_atomically  # noqa: E402
+from maskformer.data.io import (  # noqa: E402
+    display_rgb,
+    is_multichannel_format,
+    read_image,
+    save_image_atomically,
+)
 from maskformer.predictor import MaskFormerPredictor, UntrainedModelError  # noqa: E402
 from maskformer.visualization import (  # noqa: E402
     TASKS,
@@ -48,7 +53,7 @@ from maskformer.visualization import (  # noqa: E402
 # Overlays keep their input's name when OpenCV can write that format; other inputs get ".png".
 WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Files taken from an input folder.
-IMAGE_EXTENSIONS = WRITABLE_EXTENSIONS + (".gif", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = WRITABLE_EXTENSIONS + (".gif", ".ppm", ".pgm", ".npy")
 # Output video container -> codec; both are in the FFmpeg of opencv-python(-headless).
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 TASK_FLAGS = {"semantic": "SEMANTIC_ON", "panoptic": "PANOPTIC_ON", "instance": "INSTANCE_ON"}
@@ -252,18 +257,21 @@ def run_images(predictor, metadata, task, planned, max_draw_pixels) -> Tuple[int
     timer = Timer()
     done = 0
     start = time.perf_counter()
+    # Multi-channel inputs (INPUT.FORMAT e.g. "RGBN"; TIFF, .npy) go to the model as stored and
+    # are drawn from their first three channels.
+    multichannel = is_multichannel_format(predictor.input_format)
     for path, out in tqdm(planned, unit="image", disable=None, dynamic_ncols=True):
         t = time.perf_counter()
         try:
-            image = read_image(path, "RGB")
-        except OSError as e:  # missing, not an image, truncated, corrupt: report, go on
+            image = read_image(path, predictor.input_format if multichannel else "RGB")
+        except (OSError, ValueError) as e:  # missing, not an image, corrupt: report, go on
             errors.append(str(e))
             tqdm.write(f"demo: error: {e}", file=sys.stderr)
             continue
         t = timer.add("reading", t)
         prediction = predictor(image, drawing_size(*image.shape[:2], max_draw_pixels))
         t = timer.add("model", t)
-        overlay = draw_overlay(image, prediction, task, metadata)
+        overlay = draw_overlay(display_rgb(image), prediction, task, metadata)
         t = timer.add("drawing", t)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

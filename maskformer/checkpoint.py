@@ -38,6 +38,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from torch import Tensor, nn
 
 from .interop.hf import hf_to_maskformer, is_hf_maskformer_state_dict
+from .modeling.backbone.input_channels import adapt_input_convs, rgb_shaped
 from .utils.file_io import write_atomically
 
 __all__ = [
@@ -342,8 +343,11 @@ def match_state_dict(
         author = checkpoint.get("__author__", "unknown")
         layout = f"name-matched ({author})"
         try:
+            # Shapes as if the model took RGB, so that an RGB first convolution is matched
+            # (and adapted below) when the model takes another number of channels.
+            in_channels = len(getattr(model, "pixel_mean", (0, 0, 0)))
             state = align_and_update_state_dicts(
-                model_state, state, c2_conversion=author == "Caffe2"
+                rgb_shaped(model_state, in_channels), state, c2_conversion=author == "Caffe2"
             )
         except ValueError as e:  # one file key matching several model keys
             raise CheckpointError(f"{path}: cannot match its names to the model: {e}") from e
@@ -355,6 +359,8 @@ def match_state_dict(
         layout = "huggingface"
     if _rename_v1_pixel_decoder(state, model_state, path):
         layout = "maskformer-v1" if layout == "maskformer" else layout
+    # RGB-pretrained first convolutions into a model of C != 3 input channels (logged).
+    adapt_input_convs(state, model_state, path)
 
     report = LoadReport(path=path, layout=layout)
     for k, v in state.items():

@@ -112,6 +112,22 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write panoptic prediction PNGs + JSON
     cfg.TEST.EVAL_TENSORBOARD_IMAGES = 4  # image | prediction | GT overlays per evaluation
 
+    # Backbones of any kind, class weights, N-channel input
+    # Freeze the backbone (its pretrained part): no gradients, eval-mode normalisation, not in
+    # the optimizer. For a SimpleFeaturePyramid (ViT) the pyramid layers still train.
+    cfg.MODEL.BACKBONE.FREEZE = False
+    # timm backbone (MODEL.BACKBONE.NAME: "build_timm_backbone"); features named res2..res5.
+    cfg.MODEL.TIMM = CN()
+    cfg.MODEL.TIMM.NAME = ""  # timm model name, e.g. "convnext_tiny"
+    cfg.MODEL.TIMM.OUT_INDICES = []  # timm feature indices; []: stride 4..32 (ViT: last block)
+    cfg.MODEL.TIMM.PRETRAINED_WEIGHTS = ""  # local weight file read by timm ("": random init)
+    cfg.MODEL.TIMM.KWARGS = []  # more timm model arguments as "name=value", e.g. "img_size=512"
+    cfg.MODEL.TIMM.PYRAMID_CHANNELS = 256  # single-scale (ViT) models: SimpleFeaturePyramid width
+    cfg.MODEL.TIMM.PYRAMID_NORM = "LN"  # single-scale (ViT) models: SimpleFeaturePyramid norm
+    # Cross-entropy and matching-cost weight of each of the K classes: a list of K numbers, or
+    # the path of a text file of K numbers (whitespace-separated); None: all 1.
+    cfg.MODEL.MASK_FORMER.CLASS_WEIGHTS = None
+
 
 class UnsafeConfigError(ValueError):
     """A config file asks YAML to construct Python objects (a `!!python/...` tag)."""
@@ -166,5 +182,17 @@ def get_maskformer_cfg(config_file: str = "", opts=None):
     if config_file:
         merge_config_file(cfg, config_file)
     if opts:
-        cfg.merge_from_list(list(opts))
+        cfg.merge_from_list(_dataset_names_as_tuples(list(opts)))
     return cfg
+
+
+def _dataset_names_as_tuples(opts: list) -> list:
+    """Let `DATASETS.TRAIN name` / `DATASETS.TEST name` on the command line name one dataset:
+    yacs would refuse the string where the config holds a tuple."""
+    out = list(opts)
+    for i in range(0, len(out) - 1, 2):
+        value = out[i + 1]
+        if out[i] in ("DATASETS.TRAIN", "DATASETS.TEST") and isinstance(value, str):
+            if not value.strip().startswith(("(", "[")):
+                out[i + 1] = tuple(n for n in value.replace(",", " ").split() if n)
+    return out

@@ -32,6 +32,7 @@ from detectron2.structures import Boxes, Instances
 from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer
+from .data.io import is_multichannel_format
 from .modeling.postprocessing import SemSegLabels, mask_boxes
 from .modeling.resample import MapResampler
 
@@ -137,11 +138,15 @@ class MaskFormerPredictor:
         Args:
             model: the model, in eval mode.
             min_size_test, max_size_test: the network resolution: shorter side, longest side.
-            input_format: channel order the model expects ("RGB" or "BGR").
+            input_format: channel order the model expects ("RGB" or "BGR"), or a multi-channel
+                format (one letter per channel, e.g. "RGBN"; images as stored, any dtype).
             max_chunk_bytes: memory bound of the semantic label computation (`resized_argmax`).
         """
-        if input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT is '{input_format}'; the predictor takes RGB or BGR")
+        if input_format not in ("RGB", "BGR") and not is_multichannel_format(input_format):
+            raise ValueError(
+                f"INPUT.FORMAT is '{input_format}'; the predictor takes RGB, BGR or a "
+                "multi-channel format (one letter per channel, e.g. RGBN)"
+            )
         self.model = model.eval()
         self.min_size_test = min_size_test
         self.max_size_test = max_size_test
@@ -203,12 +208,21 @@ class MaskFormerPredictor:
     ) -> Prediction:
         """
         Args:
-            image: (H0, W0, 3) uint8 RGB.
+            image: (H0, W0, 3) uint8 RGB; for a multi-channel INPUT.FORMAT, (H0, W0, C) of any
+                dtype with the format's channels.
             output_size: (H, W) of the outputs; default (H0, W0).
         Returns:
             the model's outputs at `output_size` (`Prediction`).
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        if is_multichannel_format(self.input_format):
+            c = len(self.input_format)
+            if image.ndim != 3 or image.shape[2] != c:
+                raise ValueError(
+                    f"expected an (H, W, {c}) image (INPUT.FORMAT '{self.input_format}'), got "
+                    f"{image.dtype} {tuple(image.shape)}"
+                )
+            image = image.astype(np.float32)  # resized with torch, normalised by the model
+        elif image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
                 f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {tuple(image.shape)}"
             )

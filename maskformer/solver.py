@@ -11,8 +11,14 @@ from torch import nn
 
 __all__ = ["build_optimizer", "optimizer_param_groups", "with_full_model_gradient_clipping"]
 
-# Swin's position tables are offsets, not weights to shrink.
-_NO_DECAY_PARAM_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
+# Position tables and tokens (Swin, timm ViTs) are offsets, not weights to shrink.
+_NO_DECAY_PARAM_NAMES = (
+    "relative_position_bias_table",
+    "absolute_pos_embed",
+    "pos_embed",
+    "cls_token",
+    "reg_token",
+)
 
 
 def optimizer_param_groups(

@@ -2,7 +2,8 @@
 """Register your own dataset once, for train_net.py, demo/demo.py and the tools.
 
     python tools/register_dataset.py semantic --name my_train --images DIR --labels DIR \\
-        --classes classes.txt [--ignore-label 255] [--image-ext jpg]
+        --classes classes.txt [--ignore-label 255] [--image-ext jpg] [--colors colors.txt] \\
+        [--config-out my.yaml]
     python tools/register_dataset.py panoptic --name my_val --images DIR \\
         --panoptic-masks DIR --panoptic-json FILE [--semantic-labels DIR] [--instances-json FILE]
     python tools/register_dataset.py list
@@ -10,7 +11,10 @@
 
 semantic: images (any of .jpg .jpeg .png .bmp .tif .tiff .webp, in subfolders too) and
 single-channel PNG label maps of the same relative name, valued 0..K-1 by the line of the class
-in classes.txt (one name per line, label 0 first), ignore_label elsewhere.
+in classes.txt (one name per line, label 0 first), ignore_label elsewhere. --colors: the
+drawing colour of each class, one "R G B" (0..255) or "#rrggbb" per line in class order
+(default: generated, well-separated hues). A semantic registration also prints a starting
+config for the dataset, with its input sizes derived from the images (--config-out: writes it).
 panoptic: the COCO panoptic format; the classes are the JSON's categories.
 
 The description is written to $MASKFORMER_DATASETS_DIR (default ~/.config/maskformer/datasets)
@@ -23,7 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,6 +66,12 @@ def get_parser() -> argparse.ArgumentParser:
     sem.add_argument("--ignore-label", type=int, default=255, help="label of unlabelled pixels")
     sem.add_argument(
         "--image-ext", default=None, help="only images with this extension (default: any)"
+    )
+    sem.add_argument(
+        "--colors", metavar="FILE", help='one "R G B" or "#rrggbb" per line, in class order'
+    )
+    sem.add_argument(
+        "--config-out", metavar="FILE", help="write the starting config here (else print it)"
     )
     pan = sub.add_parser("panoptic", help="COCO panoptic format")
     pan.add_argument("--name", required=True)
@@ -97,6 +110,90 @@ def _check_name(name: str, directory: str) -> None:
         )
 
 
+def read_colors(path: str, num_classes: int) -> List[List[int]]:
+    """One colour per class from a text file: "R G B" (0..255) or "#rrggbb" per line; blank
+    lines and "#" comments (a "#" followed by a space or nothing) skipped."""
+    colors = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text == "#" or text.startswith("# "):
+                continue
+            try:
+                if text.startswith("#"):
+                    rgb = [int(text[i : i + 2], 16) for i in (1, 3, 5)] if len(text) == 7 else []
+                else:
+                    rgb = [int(v) for v in text.replace(",", " ").split()]
+            except ValueError:
+                rgb = []
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise RegistrationError(
+                    f"--colors {path}, line {number}: '{text}' is not a colour; expected "
+                    "'R G B' (0..255) or '#rrggbb'"
+                )
+            colors.append(rgb)
+    if len(colors) != num_classes:
+        raise RegistrationError(
+            f"--colors {path} has {len(colors)} colours but there are {num_classes} classes"
+        )
+    return colors
+
+
+def _image_size(path: str) -> Tuple[int, int]:
+    """(height, width) from the file header."""
+    if path.lower().endswith(".npy"):
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape[:2])
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
+def starting_config(
+    name: str, num_classes: int, ignore_label: int, sizes: Sequence[Tuple[int, int]]
+) -> str:
+    """A config for training on the dataset `name`: the quickstart recipe (a small ResNet-18
+    from scratch) with the dataset's classes, ignore label and input sizes.
+
+    Sizes, from the images' median short side S and largest long side L: training scales
+    0.5..2 x S (down to multiples of 8), testing at S, crops of S (down to a multiple of 32,
+    at most 512) to which images and labels are padded.
+    """
+    short = int(np.median([min(h, w) for h, w in sizes]))
+    long = max(max(h, w) for h, w in sizes)
+    crop = max(32, min(512, short // 32 * 32))
+    scales = sorted({max(32, int(short * r) // 8 * 8) for r in np.arange(0.5, 2.01, 0.25)})
+    base = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                        "quickstart", "maskformer_R18_quickstart.yaml")  # fmt: skip
+    return "\n".join(
+        [
+            f"# Starting config for '{name}' ({len(sizes)} images: median short side {short}, "
+            f"largest long side {long})",
+            f"_BASE_: {base}",
+            "MODEL:",
+            "  SEM_SEG_HEAD:",
+            f"    NUM_CLASSES: {num_classes}",
+            f"    IGNORE_VALUE: {ignore_label}",
+            "DATASETS:",
+            f'  TRAIN: ("{name}",)',
+            f'  TEST: ("{name}",)  # your validation set',
+            "INPUT:",
+            f"  MIN_SIZE_TRAIN: ({', '.join(str(s) for s in scales)})",
+            f"  MAX_SIZE_TRAIN: {2 * long}",
+            f"  MIN_SIZE_TEST: {short}",
+            f"  MAX_SIZE_TEST: {long}",
+            "  CROP:",
+            f"    SIZE: ({crop}, {crop})",
+            f"  SIZE_DIVISIBILITY: {crop}",
+            "SOLVER:",
+            "  MAX_ITER: 2000  # your run's length",
+            "  CHECKPOINT_PERIOD: 1000",
+            "TEST:",
+            "  EVAL_PERIOD: 1000",
+            f"OUTPUT_DIR: output/{name}",
+            "",
+        ]
+    )
+
+
 def describe_semantic(args) -> Dict:
     images = _existing(args.images, "--images", folder=True)
     labels = _existing(args.labels, "--labels", folder=True)
@@ -113,6 +210,15 @@ def describe_semantic(args) -> Dict:
         f"register_dataset: {len(pairs)} images with label maps, {len(unlabelled)} images "
         f"without, {len(orphans)} label maps without an image"
     )
+    colors = read_colors(args.colors, len(classes)) if args.colors else None
+    # Sizes of up to 200 images spread over the dataset (headers only), for the starting
+    # config; an unreadable image is the checker's to report.
+    args.image_sizes = []
+    for image, _ in pairs[:: max(1, len(pairs) // 200)]:
+        try:
+            args.image_sizes.append(_image_size(image))
+        except (OSError, ValueError):
+            continue
     return {
         "format": described.FORMAT,
         "name": args.name,
@@ -122,6 +228,7 @@ def describe_semantic(args) -> Dict:
         "classes": classes,
         "ignore_label": args.ignore_label,
         "image_ext": args.image_ext,
+        **({"colors": colors} if colors else {}),
     }
 
 
@@ -196,6 +303,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"register_dataset: {'updated' if updated else 'registered'} '{args.name}' ({kind}, "
         f"{count} classes): {path}"
     )
+    if kind == "semantic" and args.image_sizes:
+        config = starting_config(args.name, count, args.ignore_label, args.image_sizes)
+        if args.config_out:
+            with open(args.config_out, "w", encoding="utf-8") as f:
+                f.write(config)
+            print(f"register_dataset: starting config written to {args.config_out}")
+        else:
+            print("register_dataset: a starting config (--config-out FILE writes it):")
+            print(config)
     print(f"register_dataset: next, check it: python tools/check_dataset.py {args.name}")
     return 0
 

@@ -1,7 +1,13 @@
 """Data loading for MaskFormer: mappers, target building, resumable loaders, datasets."""
 
 from . import datasets  # noqa: F401  (registration)
-from .build import MAPPERS, build_train_loader, build_train_mapper
+from .build import (
+    MAPPERS,
+    build_test_loader,
+    build_test_mapper,
+    build_train_loader,
+    build_train_mapper,
+)
 from .dataset_mapper import (
     DETRPanopticDatasetMapper,
     MaskFormerDatasetMapper,
@@ -20,6 +26,8 @@ __all__ = [
     "MaskFormerSemanticDatasetMapper",
     "PanopticTargetBuilder",
     "SemanticTargetBuilder",
+    "build_test_loader",
+    "build_test_mapper",
     "build_train_loader",
     "build_train_mapper",
     "load_sem_seg_label",

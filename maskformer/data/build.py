@@ -18,21 +18,24 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.data import get_detection_dataset_dicts
+from detectron2.data import DatasetMapper, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data.build import trivial_batch_collator
 from detectron2.utils import comm
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .dataset_mapper import (
     DETRPanopticDatasetMapper,
+    InferenceDatasetMapper,
     MaskFormerPanopticDatasetMapper,
     MaskFormerSemanticDatasetMapper,
 )
+from .io import is_multichannel_format
 
 __all__ = [
     "MAPPERS",
     "ResumableBatchSampler",
     "SeededMapDataset",
+    "build_test_loader",
     "build_train_loader",
     "build_train_mapper",
 ]
@@ -166,6 +169,19 @@ class SeededMapDataset(Dataset):
         index, seed = token
         with _seeded_rngs(seed):
             return self.mapper(self.dicts[index])
+
+
+def build_test_mapper(cfg) -> Callable[[Dict], Dict]:
+    """Detectron2's test mapper; for a multi-channel INPUT.FORMAT `InferenceDatasetMapper`,
+    which reads such images (Detectron2's mapper reads with PIL)."""
+    if is_multichannel_format(cfg.INPUT.FORMAT):
+        return InferenceDatasetMapper(cfg)
+    return DatasetMapper(cfg, False)
+
+
+def build_test_loader(cfg, dataset_name: str) -> DataLoader:
+    """Detectron2's test loader with `build_test_mapper`."""
+    return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
 
 
 def build_train_loader(cfg, mapper: Callable[[Dict], Dict], *, seed: int) -> DataLoader:

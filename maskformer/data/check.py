@@ -31,6 +31,8 @@ class Finding:
     level: str
     file: str
     message: str
+    # Label values outside the classes that the finding is about (to summarise across files).
+    bad_values: Tuple[int, ...] = ()
 
 
 @dataclass
@@ -44,6 +46,8 @@ class DatasetReport:
     findings: List[Finding] = field(default_factory=list)
     pixels: Optional[np.ndarray] = None  # (K,) labelled pixels per class
     images: Optional[np.ndarray] = None  # (K,) images containing the class
+    # (K,) labelled pixels of all images containing the class (median frequency balancing)
+    present_pixels: Optional[np.ndarray] = None
     ignored_pixels: int = 0
 
     @property
@@ -61,8 +65,10 @@ class _ImageResult:
 def _image_size(path: str, result: _ImageResult) -> Optional[Tuple[int, int]]:
     """(H, W) of an image as training reads it (EXIF orientation applied), None if unreadable."""
     try:
+        if path.lower().endswith(".npy"):  # a multi-channel array (INPUT.FORMAT e.g. "RGBN")
+            return np.load(path, mmap_mode="r", allow_pickle=False).shape[:2]
         return read_image(path, "RGB").shape[:2]
-    except OSError as e:
+    except (OSError, ValueError) as e:
         result.findings.append(Finding("error", path, str(e)))
         return None
 
@@ -112,6 +118,7 @@ def _check_semantic_labels(
                 label_path,
                 f"label values {listed}{more} are outside the classes 0..{num_classes - 1} "
                 f"and not the ignore label {ignore_label}",
+                tuple(v for v, _ in bad),
             )
         )
     for v, c in zip(values, counts):
@@ -214,6 +221,38 @@ def _unpaired(dicts: List[Dict], meta, kind: str) -> List[Finding]:
     return findings
 
 
+# A label value outside the classes in at least this many files is reported once, with a hint:
+# it is most likely the dataset's ignore label, not given at registration.
+_SUMMARY_MIN_FILES = 3
+
+
+def _summarise_bad_values(
+    findings: List[Finding], num_classes: int, ignore_label: int, num_images: int
+) -> List[Finding]:
+    """One error per label value that is outside the classes in many files, instead of one per
+    file (a forgotten ignore label would give one identical error per image)."""
+    files: Dict[int, List[str]] = {}
+    for f in findings:
+        for v in f.bad_values:
+            files.setdefault(v, []).append(f.file)
+    common = {v for v, fs in files.items() if len(fs) >= _SUMMARY_MIN_FILES}
+    if not common:
+        return findings
+    kept = [f for f in findings if not f.bad_values or not set(f.bad_values) <= common]
+    for v in sorted(common):
+        kept.append(
+            Finding(
+                "error",
+                f"{len(files[v])} label files",
+                f"label value {v} is outside the classes 0..{num_classes - 1} and not the "
+                f"ignore label {ignore_label} in {len(files[v])} of {num_images} label files "
+                f"(e.g. {files[v][0]}); if {v} marks unlabelled pixels, register the dataset "
+                f"with --ignore-label {v}",
+            )
+        )
+    return kept
+
+
 def check_dataset(name: str, workers: int = 4, progress: bool = True) -> DatasetReport:
     """Read every file of the registered dataset `name` and report what is wrong with it.
 
@@ -250,16 +289,22 @@ def check_dataset(name: str, workers: int = 4, progress: bool = True) -> Dataset
     report.num_images = len(dicts)
     report.pixels = np.zeros(len(classes), np.int64)
     report.images = np.zeros(len(classes), np.int64)
+    report.present_pixels = np.zeros(len(classes), np.int64)
     report.findings += _unpaired(dicts, meta, report.kind)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda d: check(d, len(classes), ignore_label), dicts)
         for r in tqdm(results, total=len(dicts), unit="image", disable=None if progress else True):
             report.findings += r.findings
             report.ignored_pixels += r.ignored
+            labelled = sum(n for c, n in r.pixels.items() if 0 <= c < len(classes))
             for c, n in r.pixels.items():
                 if 0 <= c < len(classes):
                     report.pixels[c] += n
                     report.images[c] += 1
+                    report.present_pixels[c] += labelled
+    report.findings = _summarise_bad_values(
+        report.findings, len(classes), ignore_label, report.num_images
+    )
     for c in np.flatnonzero(report.images == 0):
         report.findings.append(
             Finding("warning", name, f"class {c} '{classes[c]}' appears in no image")

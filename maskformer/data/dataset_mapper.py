@@ -20,7 +20,7 @@ from detectron2.data import transforms as T
 from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import BitMasks, Instances
 
-from .io import read_image, read_label_map, rgb_to_panoptic_ids
+from .io import is_multichannel_format, read_image, read_label_map, rgb_to_panoptic_ids
 from .targets import (
     check_panoptic_labels,
     check_semantic_labels,
@@ -30,12 +30,14 @@ from .targets import (
 
 __all__ = [
     "DETRPanopticDatasetMapper",
+    "InferenceDatasetMapper",
     "MaskFormerDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
     "PanopticTargetBuilder",
     "SemanticTargetBuilder",
     "detr_augmentations",
+    "image_format_of",
     "semantic_augmentations",
 ]
 
@@ -145,6 +147,33 @@ def dataset_class_ids(dataset_names: Sequence[str]) -> List[int]:
     return sorted(ids)
 
 
+def image_format_of(cfg) -> str:
+    """INPUT.FORMAT, checked against the model's normalisation: a multi-channel format (one
+    letter per channel, e.g. "RGBN") must have as many letters as MODEL.PIXEL_MEAN/PIXEL_STD
+    have values."""
+    fmt = cfg.INPUT.FORMAT
+    if is_multichannel_format(fmt):
+        mean, std = len(cfg.MODEL.PIXEL_MEAN), len(cfg.MODEL.PIXEL_STD)
+        if not len(fmt) == mean == std:
+            raise ValueError(
+                f"INPUT.FORMAT '{fmt}' names {len(fmt)} channels but MODEL.PIXEL_MEAN has {mean} "
+                f"and MODEL.PIXEL_STD {std} values; give one per channel"
+            )
+        if cfg.INPUT.COLOR_AUG_SSD:
+            raise ValueError(
+                f"INPUT.COLOR_AUG_SSD is a colour jitter of RGB/BGR images; INPUT.FORMAT is "
+                f"'{fmt}' (multi-channel): set INPUT.COLOR_AUG_SSD False"
+            )
+    return fmt
+
+
+def _as_network_input(image: np.ndarray, image_format: str) -> np.ndarray:
+    # Multi-channel images keep their values (16-bit, float) as float32: the model normalises
+    # them with PIXEL_MEAN/STD, and Detectron2 resizes float images with torch (any channel
+    # count) where it would use PIL for uint8 (at most 4 channels).
+    return image.astype(np.float32) if is_multichannel_format(image_format) else image
+
+
 def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
     """The official semantic training augmentations: resize, category-constrained crop, SSD
     colour jitter, horizontal flip."""
@@ -163,7 +192,7 @@ def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
             )
         )
     if cfg.INPUT.COLOR_AUG_SSD:
-        augs.append(ColorAugSSDTransform(img_format=cfg.INPUT.FORMAT))
+        augs.append(ColorAugSSDTransform(img_format=image_format_of(cfg)))
     augs.append(T.RandomFlip())
     return augs
 
@@ -242,7 +271,7 @@ class MaskFormerDatasetMapper:
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         d = copy.deepcopy(dataset_dict)
-        image = read_image(d["file_name"], self.image_format)
+        image = _as_network_input(read_image(d["file_name"], self.image_format), self.image_format)
         utils.check_image_size(d, image)
         labels = {}
         for name, (key, _) in self.target_builder.label_files.items():
@@ -293,7 +322,7 @@ class MaskFormerSemanticDatasetMapper(MaskFormerDatasetMapper):
         return {
             "is_train": is_train,
             "augmentations": semantic_augmentations(cfg, ignore_label),
-            "image_format": cfg.INPUT.FORMAT,
+            "image_format": image_format_of(cfg),
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
             "target_builder": SemanticTargetBuilder(
                 cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, ignore_label
@@ -314,7 +343,7 @@ class MaskFormerPanopticDatasetMapper(MaskFormerDatasetMapper):
         return {
             "is_train": is_train,
             "augmentations": semantic_augmentations(cfg, ignore_label),
-            "image_format": cfg.INPUT.FORMAT,
+            "image_format": image_format_of(cfg),
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
             "target_builder": PanopticTargetBuilder(
                 num_classes,
@@ -334,10 +363,47 @@ class DETRPanopticDatasetMapper(MaskFormerDatasetMapper):
         return {
             "is_train": is_train,
             "augmentations": detr_augmentations(cfg),
-            "image_format": cfg.INPUT.FORMAT,
+            "image_format": image_format_of(cfg),
             # -1 in the COCO recipe: DETR's augmentation pads nothing.
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
             "target_builder": PanopticTargetBuilder(
                 num_classes, dataset_class_ids(cfg.DATASETS.TRAIN) or range(num_classes)
             ),
         }
+
+
+class InferenceDatasetMapper:
+    """Evaluation mapper for any INPUT.FORMAT: Detectron2's `DatasetMapper(cfg, False)` (the
+    test resize, "image" (C, H, W), the dict's other keys), reading images with `read_image`,
+    so multi-channel TIFF and .npy images work too."""
+
+    @configurable
+    def __init__(self, *, augmentations: List[T.Augmentation], image_format: str):
+        """
+        Args:
+            augmentations: the test resize.
+            image_format: INPUT.FORMAT.
+        """
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            "augmentations": [
+                T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")
+            ],
+            "image_format": image_format_of(cfg),
+        }
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        d = copy.deepcopy(dataset_dict)
+        image = _as_network_input(read_image(d["file_name"], self.image_format), self.image_format)
+        utils.check_image_size(d, image)
+        aug_input = T.AugInput(image)
+        self.augmentations(aug_input)
+        d["image"] = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
+        # Evaluators read the ground truth from the files themselves.
+        d.pop("annotations", None)
+        d.pop("sem_seg_file_name", None)
+        return d

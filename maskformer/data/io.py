@@ -13,9 +13,13 @@ from PIL import Image, UnidentifiedImageError
 from ..utils.file_io import write_atomically
 
 __all__ = [
+    "DETECTRON2_FORMATS",
+    "display_rgb",
+    "is_multichannel_format",
     "load_sem_seg_label",
     "panoptic_ids_to_rgb",
     "read_image",
+    "read_multichannel_image",
     "read_label_map",
     "rgb_to_panoptic_ids",
     "save_image_atomically",
@@ -33,13 +37,86 @@ def _to_8_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
-def read_image(file_name: str, image_format: str) -> np.ndarray:
-    """(H, W, C) uint8 image in `image_format` ("RGB", "BGR", ...), EXIF orientation applied.
+# INPUT.FORMAT values Detectron2 converts images to. Any other value names the channels of a
+# multi-channel image read as stored, one letter per channel ("RGBN": red, green, blue,
+# near-infrared; "RGBD": colour and depth).
+DETECTRON2_FORMATS = ("BGR", "RGB", "L", "YUV-BT.601")
 
-    Detectron2's `read_image`, except that 16-bit greyscale images are scaled to 8 bits (PIL
-    would clip them) and that an unreadable file raises an error naming it: FileNotFoundError
-    when it does not exist, OSError when it is not an image, truncated or corrupt.
+
+def is_multichannel_format(image_format: str) -> bool:
+    """Whether INPUT.FORMAT names the channels of a multi-channel image (not a Detectron2
+    colour format): such images are read as stored by `read_multichannel_image`."""
+    return image_format not in DETECTRON2_FORMATS
+
+
+def read_multichannel_image(file_name: str, num_channels: int) -> np.ndarray:
+    """(H, W, C) image with its channels in the file's order and its stored dtype.
+
+    Reads `.npy` arrays ((H, W, C) or (H, W)) and anything OpenCV reads unchanged: one image of
+    1, 3 or 4 channels (OpenCV's BGR(A) order put back to the file's), or a multi-page TIFF of
+    one band per page (the bands stacked in page order). OpenCV reads a fourth channel that a
+    TIFF marks as alpha premultiplied: keep 4 bands as pages or in a .npy file instead.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        OSError: it cannot be read as an image.
+        ValueError: it has another number of channels than `num_channels` (len(INPUT.FORMAT)).
     """
+    if not os.path.isfile(file_name):
+        raise FileNotFoundError(f"Image file not found: {file_name}")
+    if file_name.lower().endswith(".npy"):
+        try:
+            image = np.load(file_name, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise OSError(f"Cannot read image {file_name}: {e}") from e
+    else:
+        ok, pages = cv2.imreadmulti(file_name, flags=cv2.IMREAD_UNCHANGED)
+        if not ok or not pages:
+            raise OSError(f"Cannot read image {file_name}: not an image OpenCV can read")
+        pages = [p if p.ndim == 3 else p[:, :, None] for p in pages]
+        pages = [p[:, :, [2, 1, 0, *range(3, p.shape[2])]] if p.shape[2] in (3, 4) else p
+                 for p in pages]  # fmt: skip
+        if len({p.shape[:2] for p in pages}) != 1:
+            raise OSError(f"Cannot read image {file_name}: its pages differ in size")
+        image = np.concatenate(pages, axis=2)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] != num_channels:
+        raise ValueError(
+            f"Image {file_name} has shape {image.shape}; INPUT.FORMAT asks for (H, W, "
+            f"{num_channels}) (one letter per channel)"
+        )
+    return image
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 for drawing, from the first three channels of an (H, W, C) image of any
+    dtype (a single channel as grey): uint8 as is, other integers scaled from their dtype's
+    range, floats from the min..max of the three drawn channels."""
+    rgb = image[:, :, :3] if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2)
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    values = rgb.astype(np.float64)
+    if np.issubdtype(rgb.dtype, np.integer):
+        info = np.iinfo(rgb.dtype)
+        low, high = float(info.min), float(info.max)
+    else:
+        low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / max(high - low, 1e-12) * 255.0
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_image(file_name: str, image_format: str) -> np.ndarray:
+    """(H, W, C) image in `image_format`, EXIF orientation applied.
+
+    For a Detectron2 format ("RGB", "BGR", "L", ...): uint8, as Detectron2's `read_image`,
+    except that 16-bit greyscale images are scaled to 8 bits (PIL would clip them). For any
+    other format (a multi-channel one, e.g. "RGBN"): `read_multichannel_image`, stored dtype.
+    An unreadable file raises an error naming it: FileNotFoundError when it does not exist,
+    OSError when it is not an image, truncated or corrupt.
+    """
+    if is_multichannel_format(image_format):
+        return read_multichannel_image(file_name, len(image_format))
     try:
         with PathManager.open(file_name, "rb") as f, Image.open(f) as image:
             # Detectron2's own EXIF handling, so that training and the demo read images alike.

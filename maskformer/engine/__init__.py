@@ -2,7 +2,16 @@
 dataset."""
 
 from .amp import AMPTrainer, amp_precision
+from .checkpoint_hook import PeriodicCheckpointer, without_duplicate_final_checkpoint
 from .evaluation import post_processing_for
 from .hooks import EvalImagesHook, StepSeedHook
 
-__all__ = ["AMPTrainer", "EvalImagesHook", "StepSeedHook", "amp_precision", "post_processing_for"]
+__all__ = [
+    "AMPTrainer",
+    "EvalImagesHook",
+    "PeriodicCheckpointer",
+    "StepSeedHook",
+    "amp_precision",
+    "post_processing_for",
+    "without_duplicate_final_checkpoint",
+]

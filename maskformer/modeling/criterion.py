@@ -10,7 +10,7 @@ H x W the prediction size, Hp x Wp the padded image size of the targets.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,7 @@ class SetCriterion(nn.Module):
         num_points: int = 0,
         oversample_ratio: float = 3.0,
         importance_sample_ratio: float = 0.75,
+        class_weights: Optional[Sequence[float]] = None,
     ):
         """
         Args:
@@ -79,6 +80,8 @@ class SetCriterion(nn.Module):
                 memory (Mask2Former uses 112 * 112).
             oversample_ratio, importance_sample_ratio: the point sampling (PointRend's
                 `get_uncertain_point_coords_with_randomness`).
+            class_weights: K cross-entropy class weights (None: all 1); the matcher should
+                scale its class cost by the same ones (`MaskFormer.from_config` does).
         """
         super().__init__()
         self.num_classes = num_classes
@@ -89,9 +92,19 @@ class SetCriterion(nn.Module):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
         empty_weight = torch.ones(num_classes + 1)
+        if class_weights is not None:
+            empty_weight[:-1] = torch.as_tensor(class_weights, dtype=torch.float32)
         empty_weight[-1] = no_object_weight
         # Persistent: the official checkpoints carry it as `criterion.empty_weight`.
         self.register_buffer("empty_weight", empty_weight)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The class weights are configuration, not learned: a checkpoint trained with other
+        # weights (the official ones are 1 and NO_OBJECT_WEIGHT) must not replace them.
+        key = prefix + "empty_weight"
+        if key in state_dict and state_dict[key].shape == self.empty_weight.shape:
+            state_dict[key] = self.empty_weight.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def loss_labels(
         self, logits: Tensor, targets: List[Dict[str, Tensor]], indices: List[Tuple[Tensor, Tensor]]

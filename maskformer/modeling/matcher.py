@@ -7,7 +7,7 @@ Hp x Wp the padded image size of the targets.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,7 @@ class HungarianMatcher(nn.Module):
         cost_mask: float = 1.0,
         cost_dice: float = 1.0,
         num_points: int = 0,
+        class_weights: Optional[Sequence[float]] = None,
     ):
         """
         Args:
@@ -72,6 +73,8 @@ class HungarianMatcher(nn.Module):
             num_points: 0 to compare masks at every pixel of the prediction grid (official);
                 P > 0 to compare them at P uniformly random points per image, shared by all
                 its predictions and targets (Mask2Former), read by bilinear interpolation.
+            class_weights: K weights; the class cost of a target of class c is scaled by the
+                c-th (the criterion's cross-entropy uses the same ones). None: all 1.
         """
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
@@ -80,6 +83,8 @@ class HungarianMatcher(nn.Module):
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
         self.num_points = num_points
+        weights = None if class_weights is None else torch.as_tensor(class_weights).float()
+        self.register_buffer("class_weights", weights, persistent=False)
         # Running count of non-finite cost entries replaced so far (reported in the log).
         self.num_nonfinite_costs = 0
 
@@ -98,6 +103,8 @@ class HungarianMatcher(nn.Module):
         labels = target["labels"]
         # -p(class): a constant 1 - p would not change the assignment, so it is left out.
         cost_class = -logits.softmax(-1)[:, labels]
+        if self.class_weights is not None:
+            cost_class = cost_class * self.class_weights[labels]
         if self.num_points > 0:
             out, tgt = sample_points(masks, target["masks"], self.num_points)
         else:

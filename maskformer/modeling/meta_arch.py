@@ -12,6 +12,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, bu
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
+from .backbone.freeze import freeze_backbone
+from .class_weights import read_class_weights
 from .criterion import SetCriterion
 from .layers.frozen_bn import fold_frozen_batchnorm
 from .matcher import HungarianMatcher
@@ -165,13 +167,17 @@ class MaskFormer(nn.Module):
         backbone = build_backbone(cfg)
         # One convolution instead of convolution + frozen norm; same parameters and keys.
         fold_frozen_batchnorm(backbone)
+        if cfg.MODEL.BACKBONE.FREEZE:
+            freeze_backbone(backbone)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         mf = cfg.MODEL.MASK_FORMER
+        class_weights = read_class_weights(mf.CLASS_WEIGHTS, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
         matcher = HungarianMatcher(
             cost_class=1.0,
             cost_mask=mf.MASK_WEIGHT,
             cost_dice=mf.DICE_WEIGHT,
             num_points=mf.TRAIN_NUM_POINTS,
+            class_weights=class_weights,
         )
         criterion = SetCriterion(
             cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
@@ -184,6 +190,7 @@ class MaskFormer(nn.Module):
             num_points=mf.TRAIN_NUM_POINTS,
             oversample_ratio=mf.OVERSAMPLE_RATIO,
             importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+            class_weights=class_weights,
         )
         # A default for use outside the evaluation loop, which sets the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import fvcore.nn.weight_init as weight_init
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from torch import Tensor, nn
@@ -32,6 +33,16 @@ __all__ = ["PerPixelBaselineHead", "PerPixelBaselinePlusHead"]
 
 # The pixel decoder's per-pixel embeddings are at stride 4.
 _COMMON_STRIDE = 4
+
+
+def ignore_value_of(cfg) -> int:
+    """The training dataset's registered ignore label, as the training mapper uses it (it pads
+    the labels with it); MODEL.SEM_SEG_HEAD.IGNORE_VALUE for a dataset that declares none."""
+    if len(cfg.DATASETS.TRAIN):
+        return MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get(
+            "ignore_label", cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        )
+    return cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
 
 
 def _upsample(logits: Tensor) -> Tensor:
@@ -74,7 +85,7 @@ class PerPixelBaselineHead(nn.Module):
         return {
             "pixel_decoder": build_pixel_decoder(cfg, input_shape),
             "predictor": predictor,
-            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "ignore_value": ignore_value_of(cfg),
             "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
         }
 
@@ -164,7 +175,7 @@ class PerPixelBaselinePlusHead(PerPixelBaselineHead):
             "pixel_decoder": build_pixel_decoder(cfg, input_shape),
             "predictor": TransformerPredictor(cfg, in_channels, mask_classification=False),
             "transformer_in_feature": cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE,
-            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "ignore_value": ignore_value_of(cfg),
             "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
         }
 

@@ -22,7 +22,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Image files looked for when a dataset does not name one extension (lower case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".npy")
 
 
 def default_colors(n: int) -> List[List[int]]:
