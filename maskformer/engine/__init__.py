@@ -2,7 +2,7 @@
 dataset."""
 
 from .amp import AMPTrainer, amp_precision
-from .evaluation import post_processing_for
+from .evaluation import EvaluatedOn, evaluated_on
 from .hooks import StepSeedHook
 
-__all__ = ["AMPTrainer", "StepSeedHook", "amp_precision", "post_processing_for"]
+__all__ = ["AMPTrainer", "EvaluatedOn", "StepSeedHook", "amp_precision", "evaluated_on"]

@@ -16,8 +16,7 @@ from detectron2.utils.logger import log_every_n_seconds
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss
-from .resample import values_at_points
+from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss, values_at_points
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tens
     coords = torch.rand(1, num_points, 2, device=masks.device)
 
     def at_points(x: Tensor) -> Tensor:
-        return values_at_points(x, coords.expand(x.shape[0], -1, -1), masks.dtype)
+        return values_at_points(x.to(masks.dtype), coords.expand(x.shape[0], -1, -1))
 
     return at_points(masks), at_points(targets)
 
