@@ -12,13 +12,14 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from maskformer.modeling.postprocessing import mask_boxes
+from maskformer.modeling.inference_transforms import BandedPostProcessing
+from maskformer.modeling.postprocessing import PostProcessing, mask_boxes
+from maskformer.modeling.resample import resized_argmax
 from maskformer.predictor import (
     MaskFormerPredictor,
     Prediction,
     UntrainedModelError,
     nearest_resize,
-    resized_argmax,
 )
 from maskformer.visualization import (
     TASKS,
@@ -134,10 +135,16 @@ def test_from_config_refuses_random_weights(tmp_path):
     torch.save({"model": model.state_dict()}, tmp_path / "full.pth")
     cfg.MODEL.WEIGHTS = str(tmp_path / "full.pth")
     loaded = MaskFormerPredictor.from_config(cfg).model
+    # Loaded, then transformed for inference (MODEL.MASK_FORMER.TEST.OPTIMIZE).
+    assert isinstance(loaded.postprocessing, BandedPostProcessing)
     assert torch.equal(
-        loaded.state_dict()["sem_seg_head.predictor.class_embed.weight"],
-        model.state_dict()["sem_seg_head.predictor.class_embed.weight"],
+        loaded.sem_seg_head.predictor.predictor.class_embed.weight,
+        model.sem_seg_head.predictor.class_embed.weight,
     )
+    cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE = False
+    plain = MaskFormerPredictor.from_config(cfg).model
+    assert set(plain.state_dict()) == set(model.state_dict())
+    assert type(plain.postprocessing) is PostProcessing
 
 
 def _prediction(h=90, w=120) -> Prediction:

@@ -178,15 +178,15 @@ class MaskFormer(nn.Module):
             dataset_name: at inference, post-process for this registered dataset's thing
                 classes instead of `self.thing_ids`.
         """
+        thing_ids = self.thing_ids
+        if dataset_name is not None:
+            thing_ids = self.checked_thing_ids(thing_ids_of(dataset_name), f"'{dataset_name}'")
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         outputs = self.sem_seg_head(features)
         if self.training:
             targets = self.prepare_targets(batched_inputs, images)
             return self.criterion(outputs, targets)
-        thing_ids = self.thing_ids
-        if dataset_name is not None:
-            thing_ids = self.checked_thing_ids(thing_ids_of(dataset_name), f"'{dataset_name}'")
         return self.inference(outputs, batched_inputs, images, thing_ids)
 
     def prepare_targets(
