@@ -22,7 +22,9 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # training mapper, chosen by name
     cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style colour jitter in the training mapper
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # crop retry: max area share of one class
-    cfg.INPUT.SIZE_DIVISIBILITY = -1  # mapper pads image and labels to exactly this size (-1: no)
+    cfg.INPUT.SIZE_DIVISIBILITY = (
+        -1
+    )  # mapper pads image and labels to a multiple of this (<= 0: no)
 
     # solver
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding parameters (the queries)

@@ -28,12 +28,11 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Instances
 from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer
 from .modeling.inference_transforms import optimize_from_config
-from .modeling.postprocessing import mask_boxes
 from .modeling.resample import resized_argmax
 
 __all__ = [
@@ -87,7 +86,7 @@ def _resize_instances(instances: Instances, size: Tuple[int, int]) -> Instances:
     out = Instances(size)
     masks = nearest_resize(instances.pred_masks, size)
     out.pred_masks = masks
-    out.pred_boxes = Boxes(mask_boxes(masks))
+    out.pred_boxes = BitMasks(masks).get_bounding_boxes().to(masks.device)
     out.scores = instances.scores
     out.pred_classes = instances.pred_classes
     return out

@@ -9,7 +9,8 @@ from detectron2.modeling import build_model
 
 from maskformer.export import MaskFormerLogits, export_program
 from maskformer.modeling.inference_transforms import optimize_for_inference
-from tests.common import load_tool, randomize_, tiny_cfg
+from tests.common import randomize_, tiny_cfg
+from tests.scripts import load_script
 
 # Frozen BN: with the inference transforms, the folded convolutions are what gets exported.
 OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
@@ -24,7 +25,7 @@ def _module(optimized=False):
 
 
 def _tool():
-    return load_tool("export_model")
+    return load_script("tools/export_model.py")
 
 
 def test_logits_module_equals_the_models_own_network_pass():

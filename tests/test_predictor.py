@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Instances
 
 from maskformer.modeling.inference_transforms import BandedPostProcessing
-from maskformer.modeling.postprocessing import PostProcessing, mask_boxes
+from maskformer.modeling.postprocessing import PostProcessing
 from maskformer.modeling.resample import resized_argmax
 from maskformer.predictor import (
     MaskFormerPredictor,
@@ -107,7 +107,7 @@ def test_panoptic_and_instances_at_the_network_size_equal_the_models():
     assert set(ids.unique().tolist()) - {0} <= {s["id"] for s in big.panoptic[1]}
     masks = big.instances.pred_masks
     assert masks.shape[1:] == (128, 192) and big.instances.image_size == (128, 192)
-    assert torch.equal(big.instances.pred_boxes.tensor, mask_boxes(masks))
+    assert torch.equal(big.instances.pred_boxes.tensor, BitMasks(masks).get_bounding_boxes().tensor)
 
 
 def test_network_size_of_an_elongated_image_keeps_one_pixel():
@@ -158,7 +158,7 @@ def _prediction(h=90, w=120) -> Prediction:
     masks[1, 60:, 5:50] = True
     instances = Instances((h, w))
     instances.pred_masks = masks
-    instances.pred_boxes = Boxes(mask_boxes(masks))
+    instances.pred_boxes = BitMasks(masks).get_bounding_boxes()
     instances.scores = torch.tensor([0.9, 0.7])
     instances.pred_classes = torch.tensor([2, 3])
     return Prediction(semantic=labels, panoptic=((labels + 1).int(), segments), instances=instances)

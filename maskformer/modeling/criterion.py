@@ -78,7 +78,7 @@ class SetCriterion(nn.Module):
             no_object_weight: cross-entropy class weight of "no object" (the real classes have 1).
             deep_supervision: also pay the loss on "aux_outputs" when the model returns them.
             num_points: 0 for the official loss on every pixel of the upsampled masks; P > 0
-                for the loss at P points per mask (`point_mask_losses`), which needs far less
+                for the loss at P points per mask (`sample_points`), which needs far less
                 memory (Mask2Former uses 112 * 112).
             oversample_ratio, importance_sample_ratio: the point sampling (PointRend's
                 `get_uncertain_point_coords_with_randomness`).

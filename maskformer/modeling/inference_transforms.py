@@ -1,24 +1,13 @@
 """Inference transforms: functions that make a built model compute the same outputs faster.
 
-The model's own code is the plain computation (the paper's, in the official implementation's
-order). Each transform here takes a built model, changes it in place and says what it changes:
-
-- `fold_frozen_batchnorm`: float rounding only (conv + frozen norm become one convolution).
-- `fold_mask_projection`: float rounding only (the pixel decoder's last convolution is folded
-  into the mask embeddings).
-- `to_channels_last`: float rounding only (convolution weights in NHWC memory order).
-- `BandedPostProcessing`: outputs computed a band of rows at a time, without (Q, H, W) or
-  (K, H, W) intermediates. `semantic_output="scores"`: float rounding only; "labels": the
-  output, "sem_seg_labels" (H, W) instead of "sem_seg" (K, H, W), labels equal to the scores'
-  argmax; "low_res_labels": an approximation (opt-in only), labels combined at the mask
-  resolution and then resized.
-
-`optimize_for_inference(model)` applies the exact ones (all but the approximation) and returns
-the model; `optimize_from_config(model, cfg)` does as MODEL.MASK_FORMER.TEST.OPTIMIZE,
-SEM_SEG_LABELS_ONLY and SEM_SEG_LOW_RES_LABELS say. Transform a model after loading its
-weights: folded layers have other state-dict keys, so a transformed model's state dict is not a
-checkpoint. Tests keep every transform equal to the plain model
-(tests/modeling/test_inference_transforms.py).
+The model's own code is the plain computation. Each transform changes a built model in place
+(load its weights first: folded layers have other state-dict keys) and changes only:
+- `fold_frozen_batchnorm`, `fold_mask_projection`, channels-last weights: float rounding;
+- `BandedPostProcessing`: float rounding, or with `semantic_output="labels"` the output
+  ("sem_seg_labels" (H, W), the argmax of the scores, instead of "sem_seg" (K, H, W)), or with
+  "low_res_labels" an approximation (opt-in only).
+`optimize_for_inference` applies them; `optimize_from_config` as MODEL.MASK_FORMER.TEST says.
+tests/modeling/test_inference_transforms.py keeps each equal to the plain model.
 
 Shapes: Q queries, K classes, L decoder layers, C and E the channels before and after the mask
 projection, h x w the mask logits' size, H x W the output.
@@ -26,6 +15,7 @@ projection, h x w the mask logits' size, H x W the output.
 
 from __future__ import annotations
 
+import copy
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -52,7 +42,6 @@ __all__ = [
     "fold_mask_projection",
     "optimize_for_inference",
     "optimize_from_config",
-    "to_channels_last",
 ]
 
 # Elements of one band of resampled maps: 4 MB in float32, small enough to stay in cache.
@@ -69,17 +58,15 @@ def optimize_for_inference(
     banded_postprocessing: bool = True,
     semantic_output: str = "scores",
 ) -> nn.Module:
-    """Apply the inference transforms to `model` (in place) and return it.
+    """Apply the inference transforms to `model` (in place; a MaskFormer, or any model, whose
+    transforms that do not apply are skipped) and return it.
 
     Args:
-        model: a MaskFormer, or any model (the transforms that do not apply are skipped).
-        fold_batchnorm: `fold_frozen_batchnorm`.
-        fold_projection: `fold_mask_projection`.
-        channels_last: `to_channels_last`.
-        banded_postprocessing: replace the model's `PostProcessing` by `BandedPostProcessing`.
-        semantic_output: the semantic output of `BandedPostProcessing`: "scores" ("sem_seg"),
-            "labels" ("sem_seg_labels", exact), "low_res_labels" ("sem_seg_labels",
-            approximate).
+        fold_batchnorm, fold_projection: `fold_frozen_batchnorm`, `fold_mask_projection`.
+        channels_last: convolution weights (all 4-D tensors) in channels-last (NHWC) memory
+            order, in which oneDNN and cuDNN run the ResNet's convolutions faster.
+        banded_postprocessing: replace the model's `PostProcessing` by `BandedPostProcessing`
+            with this `semantic_output` ("scores", "labels" or "low_res_labels").
     """
     if semantic_output != "scores" and not banded_postprocessing:
         raise ValueError(
@@ -91,7 +78,7 @@ def optimize_for_inference(
     if fold_projection:
         fold_mask_projection(model)
     if channels_last:
-        to_channels_last(model)
+        model.to(memory_format=torch.channels_last)
     postprocessing = getattr(model, "postprocessing", None)
     if banded_postprocessing and isinstance(postprocessing, PostProcessing):
         model.postprocessing = BandedPostProcessing(
@@ -101,19 +88,12 @@ def optimize_for_inference(
 
 
 def optimize_from_config(model: nn.Module, cfg, **overrides) -> nn.Module:
-    """`optimize_for_inference` as the config says: nothing if MODEL.MASK_FORMER.TEST.OPTIMIZE
-    is False; else every exact transform, with "sem_seg_labels" instead of "sem_seg" if
-    TEST.SEM_SEG_LABELS_ONLY (exact) or TEST.SEM_SEG_LOW_RES_LABELS (approximate).
-
-    Args:
-        overrides: `optimize_for_inference` arguments that take precedence over the config's.
-    """
+    """`optimize_for_inference` as MODEL.MASK_FORMER.TEST says (OPTIMIZE False: nothing; with
+    SEM_SEG_LABELS_ONLY or SEM_SEG_LOW_RES_LABELS, "sem_seg_labels" instead of "sem_seg"), its
+    keyword arguments `overrides` taking precedence."""
     test = cfg.MODEL.MASK_FORMER.TEST
-    semantic_output = "scores"
-    if test.SEM_SEG_LOW_RES_LABELS:
-        semantic_output = "low_res_labels"
-    elif test.SEM_SEG_LABELS_ONLY:
-        semantic_output = "labels"
+    semantic_output = "labels" if test.SEM_SEG_LABELS_ONLY else "scores"
+    semantic_output = "low_res_labels" if test.SEM_SEG_LOW_RES_LABELS else semantic_output
     if not test.OPTIMIZE:
         if semantic_output != "scores":
             raise ValueError(
@@ -144,24 +124,13 @@ def fold_frozen_batchnorm(model: nn.Module) -> int:
 
 
 def _folded_conv(conv: Conv2d) -> Conv2d:
-    norm = conv.norm
-    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-    shift = norm.bias - norm.running_mean * scale
-    folded = Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-        activation=conv.activation,
-    )
+    scale = conv.norm.weight * (conv.norm.running_var + conv.norm.eps).rsqrt()
+    shift = conv.norm.bias - conv.norm.running_mean * scale
+    folded = copy.deepcopy(conv)
+    folded.norm = None
     with torch.no_grad():
         folded.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1))
-        bias = shift if conv.bias is None else conv.bias * scale + shift
-        folded.bias = nn.Parameter(bias.to(conv.weight.dtype))
+        folded.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift)
     return folded
 
 
@@ -169,15 +138,11 @@ def _folded_conv(conv: Conv2d) -> Conv2d:
 
 
 class MaskProjectionFolded(nn.Module):
-    """A `TransformerPredictor` whose mask logits are computed from the pixel decoder's features
-    before its last convolution (`projection`, C -> E), with that convolution folded into the
-    mask embeddings.
-
-    The projection is linear, so the dot products of the mask embeddings with its output can go
-    inside it: one convolution of the features with L*Q kernels `sum_e embed[e] * W[e]` (and
-    biases `embed . b`) gives the same logits. That costs L*Q*C*k*k per pixel instead of
-    E*C*k*k + L*Q*E: at inference (L = 1, Q = 100 < E = 256) about 60% fewer multiply-adds for
-    the last pixel-decoder convolution and the product together. Float rounding only.
+    """A `TransformerPredictor` fed with the pixel decoder's features before its last, linear
+    convolution (`projection`, C -> E), folded into the mask embeddings: one convolution with
+    L*Q kernels `sum_e embed[e] * W[e]` (biases `embed . b`) gives the same logits at L*Q*C*k*k
+    multiply-adds per pixel instead of E*C*k*k + L*Q*E (inference, L = 1, Q = 100 < E = 256:
+    about 60% fewer). Float rounding only.
     """
 
     def __init__(self, predictor: TransformerPredictor, projection: nn.Conv2d):
@@ -221,13 +186,10 @@ def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv
 
 
 def fold_mask_projection(model: nn.Module) -> bool:
-    """Make `model.sem_seg_head` compute its mask logits with `MaskProjectionFolded`, when the
-    head is a `BasePixelDecoder` (or subclass) + `TransformerPredictor` pair, the decoder's last
-    convolution is plain (bias, no norm or activation) and folding is cheaper at inference.
-
-    The convolution moves from the pixel decoder (whose `mask_features` becomes an identity, so
-    that it returns the convolution's input) to the predictor. Returns whether it folded.
-    """
+    """Move the last convolution of a `BasePixelDecoder` into `MaskProjectionFolded` around the
+    head's `TransformerPredictor` (the decoder's `mask_features` becomes an identity), if it is
+    plain (bias, no norm or activation) and folding is cheaper at inference. Returns whether it
+    folded."""
     head = getattr(model, "sem_seg_head", None)
     decoder = getattr(head, "pixel_decoder", None)
     predictor = getattr(head, "predictor", None)
@@ -252,45 +214,24 @@ def fold_mask_projection(model: nn.Module) -> bool:
     return True
 
 
-# Memory order ----------------------------------------------------------------------------------
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Convolution weights (every 4-D parameter and buffer) in channels-last (NHWC) memory order.
-
-    Convolutions with channels-last weights run in that order (oneDNN on the CPU, cuDNN), which
-    is faster for the ResNet's; linear layers are untouched. Float rounding only.
-    """
-    return model.to(memory_format=torch.channels_last)
-
-
 # Band-wise post-processing ---------------------------------------------------------------------
 
 
 class BandedPostProcessing(PostProcessing):
-    """`PostProcessing` computed a band of output rows at a time: per band, the mask logits are
-    resampled (`MapResampler`, the official upsample-crop-resize chain), passed through the
-    sigmoid and combined while in cache; the (Q, H, W) upsampled masks never exist, and with
-    labels-only output neither do (K, H, W) scores.
+    """`PostProcessing` a band of output rows at a time: per band, the mask logits are resampled
+    (`MapResampler`: the official upsample-crop-resize), passed through the sigmoid and combined
+    while in cache, so the (Q, H, W) upsampled masks never exist.
 
-    Semantic output (`semantic_output`):
-        "scores": "sem_seg" (K, H, W), equal to the plain model's up to float rounding.
-        "labels": only "sem_seg_labels" (H, W) int64, the argmax of those scores.
-        "low_res_labels": only "sem_seg_labels", combined at the mask resolution and then
-            resized (`semantic_labels_low_res`): an approximation for outputs too large for
-            (K, H, W) scores, which differs from the exact labels near class boundaries.
-    Panoptic output is the plain model's; instance output is the plain model's computation.
+    `semantic_output`: "scores" gives "sem_seg" (K, H, W) as the plain model (float rounding);
+    "labels" only "sem_seg_labels" (H, W) int64, the scores' argmax, without (K, H, W) scores;
+    "low_res_labels" only "sem_seg_labels" combined at the mask resolution, then resized
+    (`semantic_labels_low_res`, an approximation). `band_elements`: at most this many
+    resampled values in one band; `options`: those of `PostProcessing`.
     """
 
     def __init__(
         self, *, semantic_output: str = "scores", band_elements: int = BAND_ELEMENTS, **options
     ):
-        """
-        Args:
-            semantic_output: "scores", "labels" or "low_res_labels" (class docstring).
-            band_elements: at most this many resampled values in one band.
-            options: `PostProcessing`'s.
-        """
         super().__init__(**options)
         if semantic_output not in SEMANTIC_OUTPUTS:
             raise ValueError(
@@ -311,8 +252,6 @@ class BandedPostProcessing(PostProcessing):
         output_size: Tuple[int, int],
         thing_ids: Optional[Sequence[int]],
     ) -> Dict[str, object]:
-        """As `PostProcessing.forward`; "sem_seg_labels" instead of "sem_seg" unless
-        `semantic_output` is "scores"."""
         to_output = MapResampler(mask_logits.shape[-2:], padded_size, image_size, output_size)
         result: Dict[str, object] = {}
         if self.semantic_on:
@@ -342,35 +281,23 @@ class BandedPostProcessing(PostProcessing):
     def semantic(
         self, mask_cls: Tensor, mask_logits: Tensor, to_output: MapResampler
     ) -> Dict[str, Tensor]:
-        """{"sem_seg": (K, H, W)} or {"sem_seg_labels": (H, W)} of one image."""
-        labels = self.semantic_output != "scores"
         if self.semantic_output == "low_res_labels":
             return {"sem_seg_labels": semantic_labels_low_res(mask_cls, mask_logits, to_output)}
+        labels_only = self.semantic_output == "labels"
+        key = "sem_seg_labels" if labels_only else "sem_seg"
+        args = (mask_cls, mask_logits, to_output, self.band_elements)
         if self.sem_seg_postprocess_before_inference:
-            if labels:
-                return {
-                    "sem_seg_labels": semantic_labels_banded(
-                        mask_cls, mask_logits, to_output, self.band_elements
-                    )
-                }
-            return {
-                "sem_seg": semantic_inference_banded(
-                    mask_cls, mask_logits, to_output, self.band_elements
-                )
-            }
+            return {key: semantic_inference_banded(*args, labels_only=labels_only)}
         # Combined at the image size, then the K score maps resized (the official default).
         image_size, output_size = to_output.image_size, to_output.output_size
-        at_image = MapResampler(
-            mask_logits.shape[-2:], to_output.padded_size, image_size, image_size
-        )
+        at_image = MapResampler(mask_logits.shape[-2:], to_output.padded_size, *[image_size] * 2)
         scores = semantic_inference_banded(mask_cls, mask_logits, at_image, self.band_elements)
-        if labels:
-            return {"sem_seg_labels": resized_argmax(scores, output_size)}
+        if labels_only:
+            return {key: resized_argmax(scores, output_size)}
         if tuple(output_size) != tuple(image_size):
-            scores = F.interpolate(
-                scores[None], size=output_size, mode="bilinear", align_corners=False
-            )[0]
-        return {"sem_seg": scores}
+            scores = F.interpolate(scores[None], output_size, mode="bilinear", align_corners=False)
+            scores = scores[0]
+        return {key: scores}
 
 
 def semantic_inference_banded(
@@ -378,53 +305,39 @@ def semantic_inference_banded(
     mask_logits: Tensor,
     resampler: MapResampler,
     band_elements: int = BAND_ELEMENTS,
+    labels_only: bool = False,
 ) -> Tensor:
-    """`semantic_inference` of the mask logits resampled by `resampler`, one band of rows at a
+    """`semantic_inference` of the mask logits resampled by `resampler`, a band of rows at a
     time.
 
     Args:
         mask_cls: (Q, K + 1) class logits.
         mask_logits: (Q, h, w) low-resolution mask logits.
         resampler: their geometry to the output (H, W).
-        band_elements: at most this many resampled mask values at a time.
+        band_elements: at most this many resampled values at a time.
+        labels_only: return the scores' argmax over K, without the (K, H, W) scores.
     Returns:
         (K, H, W) scores, equal to `semantic_inference(mask_cls, resampled logits)` up to float
-        rounding.
+        rounding; or (H, W) int64 labels.
     """
     probs_t = mask_cls.softmax(-1)[:, :-1].T.contiguous()  # (K, Q)
-    q = mask_logits.shape[0]
-    height, width = resampler.output_size
-    out = mask_logits.new_empty((probs_t.shape[0], height * width))
-    # Without autograd each band's product is written in place (mm's out= has no gradient, and
-    # FLOP counters tracing the model do not know it).
-    needs_grad = torch.is_grad_enabled() and (mask_cls.requires_grad or mask_logits.requires_grad)
-    in_place = not (needs_grad or torch.jit.is_tracing())
-    for r0, r1, band in resampler.bands(mask_logits, resampler.band_rows(q, band_elements)):
+    (q, k), (height, width) = (len(mask_logits), len(probs_t)), resampler.output_size
+    if labels_only:
+        out = torch.empty((height, width), dtype=torch.int64, device=mask_logits.device)
+    else:
+        out = mask_logits.new_empty((k, height * width))
+    # Without autograd or a tracing FLOP counter, each band's scores are written in place.
+    in_place = not (torch.is_grad_enabled() or torch.jit.is_tracing() or labels_only)
+    rows = resampler.band_rows(max(q, k), band_elements)
+    for r0, r1, band in resampler.bands(mask_logits, rows):
         probs = band.sigmoid_().view(q, -1)
         if in_place:
             torch.mm(probs_t, probs, out=out[:, r0 * width : r1 * width])
+        elif labels_only:
+            out[r0:r1] = (probs_t @ probs).view(k, r1 - r0, width).argmax(0)
         else:
             out[:, r0 * width : r1 * width] = probs_t @ probs
-    return out.view(-1, height, width)
-
-
-def semantic_labels_banded(
-    mask_cls: Tensor,
-    mask_logits: Tensor,
-    resampler: MapResampler,
-    band_elements: int = BAND_ELEMENTS,
-) -> Tensor:
-    """(H, W) int64 argmax over K of `semantic_inference_banded`, without its (K, H, W) result:
-    each band's scores are reduced to labels at once."""
-    probs_t = mask_cls.softmax(-1)[:, :-1].T.contiguous()  # (K, Q)
-    q, k = mask_logits.shape[0], probs_t.shape[0]
-    height, width = resampler.output_size
-    labels = torch.empty((height, width), dtype=torch.int64, device=mask_logits.device)
-    rows = resampler.band_rows(max(q, k), band_elements)
-    for r0, r1, band in resampler.bands(mask_logits, rows):
-        scores = probs_t @ band.sigmoid_().view(q, -1)
-        labels[r0:r1] = scores.view(k, r1 - r0, width).argmax(0)
-    return labels
+    return out if labels_only else out.view(k, height, width)
 
 
 def semantic_labels_low_res(
@@ -433,22 +346,11 @@ def semantic_labels_low_res(
     resampler: MapResampler,
     band_elements: int = BAND_ELEMENTS,
 ) -> Tensor:
-    """Semantic labels for very large outputs: combine at the mask resolution, then resize.
-
-    The class scores are combined from the low-resolution masks (`semantic_inference` at
-    h x w), then resampled to the output band by band and reduced to their argmax, so memory is
-    O(K * h * w + H * W + band_elements) whatever K and H x W are. The exact computation
-    combines the masks after upsampling them; as the sigmoid does not commute with the resize,
-    the two differ near class boundaries (an approximation).
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_logits: (Q, h, w) low-resolution mask logits.
-        resampler: their geometry to the output (H, W).
-        band_elements: at most this many resampled score values at a time.
-    Returns:
-        (H, W) int64 labels.
-    """
+    """(H, W) int64 labels for very large outputs: the (K, h, w) scores of the low-resolution
+    masks (`semantic_inference`), resampled band by band and reduced to their argmax; memory
+    O(K * h * w + H * W + band_elements). An approximation: the exact labels combine the masks
+    after upsampling them, and the sigmoid does not commute with the resize, so the two differ
+    near class boundaries. Arguments as `semantic_inference_banded`."""
     scores = semantic_inference(mask_cls, mask_logits)  # (K, h, w)
     height, width = resampler.output_size
     labels = torch.empty((height, width), dtype=torch.int64, device=scores.device)

@@ -45,7 +45,13 @@ def sigmoid_focal_loss(
     Returns:
         scalar: sum_m mean_p loss[m, p] / num_masks.
     """
-    return _focal_per_mask(inputs, targets, alpha, gamma).sum() / num_masks
+    prob = inputs.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
 
 
 def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
@@ -58,25 +64,10 @@ def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
     Returns:
         scalar.
     """
-    return _dice_per_mask(inputs.sigmoid(), targets).sum() / num_masks
-
-
-def _focal_per_mask(inputs: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
-    """(M,) focal loss of each mask, averaged over its pixels."""
     prob = inputs.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean(1)
-
-
-def _dice_per_mask(prob: Tensor, targets: Tensor) -> Tensor:
-    """(M,) dice loss of each mask from its probabilities."""
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
-    return 1 - (numerator + 1) / (denominator + 1)
+    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
 
 
 def pairwise_sigmoid_focal_loss(

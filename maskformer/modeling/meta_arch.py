@@ -31,10 +31,9 @@ class MaskFormer(nn.Module):
     """Mask classification for semantic, panoptic and instance segmentation.
 
     Training input: Detectron2 batched dicts with "image" (C, H, W) and "instances" carrying
-    `gt_classes` (T,) and `gt_masks` (T, H, W). Training output: the weighted losses.
-    Inference output per image, at the requested output size ("height", "width"), computed by
-    `self.postprocessing`: "sem_seg" (K, height, width) scores, "panoptic_seg" (map,
-    segments_info), "instances", as switched on.
+    `gt_classes` (T,) and `gt_masks` (T, H, W); output: the weighted losses. Inference output
+    per image, at its "height" x "width", from `self.postprocessing`: "sem_seg" (K, H, W)
+    scores, "panoptic_seg" (map, segments_info), "instances", as switched on.
 
     Panoptic and instance outputs depend on which classes are things. That is a property of
     the dataset being evaluated, not of the model: `thing_ids` is the default (the first test
@@ -49,47 +48,29 @@ class MaskFormer(nn.Module):
         backbone: Backbone,
         sem_seg_head: nn.Module,
         criterion: SetCriterion,
-        object_mask_threshold: float,
-        overlap_threshold: float,
+        postprocessing: PostProcessing,
         thing_ids: Optional[Sequence[int]],
         size_divisibility: int,
-        sem_seg_postprocess_before_inference: bool,
         pixel_mean: Tuple[float, ...],
         pixel_std: Tuple[float, ...],
-        semantic_on: bool = True,
-        panoptic_on: bool = False,
-        instance_on: bool = False,
-        detections_per_image: int = 100,
-        instance_score_threshold: float = 0.0,
     ):
         """
         Args:
             backbone: image features by name.
             sem_seg_head: features -> predictor output dict (MaskFormerHead).
             criterion: predictor output + targets -> weighted losses.
+            postprocessing: one image's class and mask logits -> its outputs.
             thing_ids: contiguous ids of the thing classes of the dataset to post-process for;
                 None if it declares none (then panoptic output is all stuff and every class can
                 be an instance).
             size_divisibility: pad the batch to a multiple of this (<0: the backbone's).
             pixel_mean, pixel_std: input normalisation, in the input's channel order.
-            object_mask_threshold, overlap_threshold, sem_seg_postprocess_before_inference,
-            semantic_on, panoptic_on, instance_on, detections_per_image,
-            instance_score_threshold: the options of `PostProcessing`.
         """
         super().__init__()
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
-        self.postprocessing = PostProcessing(
-            semantic_on=semantic_on,
-            panoptic_on=panoptic_on,
-            instance_on=instance_on,
-            sem_seg_postprocess_before_inference=sem_seg_postprocess_before_inference,
-            object_mask_threshold=object_mask_threshold,
-            overlap_threshold=overlap_threshold,
-            detections_per_image=detections_per_image,
-            instance_score_threshold=instance_score_threshold,
-        )
+        self.postprocessing = postprocessing
         if size_divisibility < 0:
             size_divisibility = self.backbone.size_divisibility
         self.size_divisibility = size_divisibility
@@ -141,24 +122,25 @@ class MaskFormer(nn.Module):
         )
         # A default for use outside the evaluation loop, which passes the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
+        postprocessing = PostProcessing(
+            semantic_on=mf.TEST.SEMANTIC_ON,
+            panoptic_on=mf.TEST.PANOPTIC_ON,
+            instance_on=mf.TEST.INSTANCE_ON,
+            sem_seg_postprocess_before_inference=mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
+            object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
+            overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
+            detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            instance_score_threshold=mf.TEST.INSTANCE_SCORE_THRESHOLD,
+        )
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
             "criterion": criterion,
-            "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
-            "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
+            "postprocessing": postprocessing,
             "thing_ids": thing_ids_of(test_dataset),
             "size_divisibility": mf.SIZE_DIVISIBILITY,
-            "sem_seg_postprocess_before_inference": (
-                mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE
-            ),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
-            "semantic_on": mf.TEST.SEMANTIC_ON,
-            "panoptic_on": mf.TEST.PANOPTIC_ON,
-            "instance_on": mf.TEST.INSTANCE_ON,
-            "detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-            "instance_score_threshold": mf.TEST.INSTANCE_SCORE_THRESHOLD,
         }
 
     @property

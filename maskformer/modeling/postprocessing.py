@@ -9,18 +9,18 @@ Faster computations of the same outputs (band by band, labels only) are in
 
 from __future__ import annotations
 
+import inspect
 from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from detectron2.modeling.postprocessing import sem_seg_postprocess
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances
 from torch import Tensor, nn
 
 __all__ = [
     "PostProcessing",
     "instance_inference",
-    "mask_boxes",
     "masks_at_output",
     "panoptic_inference",
     "semantic_inference",
@@ -124,31 +124,6 @@ def panoptic_inference(
     return paint_segments(owner, original_area, classes, thing_ids, overlap_threshold)
 
 
-def mask_boxes(masks: Tensor) -> Tensor:
-    """Tight boxes of binary masks, as Detectron2's `BitMasks.get_bounding_boxes` computes them,
-    without its per-mask loop (and host syncs on a GPU).
-
-    Args:
-        masks: (D, H, W) bool.
-    Returns:
-        (D, 4) float XYXY boxes, right and bottom exclusive; zeros for an empty mask.
-    """
-    d, h, w = masks.shape
-    cols, rows = masks.any(1), masks.any(2)  # (D, W), (D, H)
-    xs = torch.arange(w, device=masks.device).expand(d, w)
-    ys = torch.arange(h, device=masks.device).expand(d, h)
-    boxes = torch.stack(
-        [
-            torch.where(cols, xs, w).amin(1),
-            torch.where(rows, ys, h).amin(1),
-            torch.where(cols, xs + 1, 0).amax(1),
-            torch.where(rows, ys + 1, 0).amax(1),
-        ],
-        dim=1,
-    ).float()
-    return boxes * cols.any(1, keepdim=True)
-
-
 def instance_inference(
     mask_cls: Tensor,
     mask_pred: Tensor,
@@ -207,7 +182,7 @@ def instance_inference(
 
     masks = binary[which[keep]]
     result.pred_masks = masks
-    result.pred_boxes = Boxes(mask_boxes(masks))
+    result.pred_boxes = BitMasks(masks).get_bounding_boxes().to(masks.device)
     result.scores = scores[keep]
     result.pred_classes = labels[keep]
     return result
@@ -231,8 +206,7 @@ class PostProcessing(nn.Module):
     resized to the output size, then combined (`semantic_inference`, `panoptic_inference`,
     `instance_inference`).
 
-    The model calls this module; `inference_transforms` may replace it by one computing the same
-    outputs at less memory. No parameters: it is not part of the state dict.
+    `inference_transforms` may replace it by one computing the same outputs at less memory.
     """
 
     def __init__(
@@ -251,9 +225,8 @@ class PostProcessing(nn.Module):
         Args:
             semantic_on, panoptic_on, instance_on: which outputs to produce (at least one).
             sem_seg_postprocess_before_inference: resize the mask logits to the output size
-                before combining them (exact, costlier) instead of resizing the combined K
-                maps. Always so for panoptic and instance output, which need masks at the output
-                size.
+                before combining them instead of resizing the combined K maps (always so for
+                panoptic and instance output).
             object_mask_threshold, overlap_threshold: panoptic inference thresholds.
             detections_per_image: instance output: top-k over (query, class) pairs.
             instance_score_threshold: instance output: drop detections scoring at most this.
@@ -277,17 +250,7 @@ class PostProcessing(nn.Module):
 
     def options(self) -> Dict[str, object]:
         """The constructor arguments, to build another post-processing with the same options."""
-        names = [
-            "semantic_on",
-            "panoptic_on",
-            "instance_on",
-            "sem_seg_postprocess_before_inference",
-            "object_mask_threshold",
-            "overlap_threshold",
-            "detections_per_image",
-            "instance_score_threshold",
-        ]
-        return {n: getattr(self, n) for n in names}
+        return {name: getattr(self, name) for name in inspect.signature(PostProcessing).parameters}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.options().items())

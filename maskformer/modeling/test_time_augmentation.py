@@ -58,14 +58,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         # One copy at a time: batching copies of different sizes would pad them, and padding
         # changes MaskFormer's attention.
         for aug in augmented:
-            out = self.model([aug])[0]
-            if "sem_seg" not in out:
-                raise KeyError(
-                    "test-time augmentation averages the model's 'sem_seg' scores, but it returned "
-                    f"{sorted(out)}; turn off MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY and "
-                    "SEM_SEG_LOW_RES_LABELS"
-                )
-            scores = out["sem_seg"].float()
+            scores = self.model([aug])[0]["sem_seg"].float()
             if any(isinstance(t, HFlipTransform) for t in aug["transforms"].transforms):
                 scores = scores.flip(dims=[-1])
             total = scores if total is None else total + scores

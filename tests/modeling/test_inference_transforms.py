@@ -24,9 +24,7 @@ from maskformer.modeling.inference_transforms import (
     optimize_from_config,
     panoptic_inference_banded,
     semantic_inference_banded,
-    semantic_labels_banded,
     semantic_labels_low_res,
-    to_channels_last,
 )
 from maskformer.modeling.mask_former_head import MaskFormerHead
 from maskformer.modeling.pixel_decoder import PIXEL_DECODER_REGISTRY
@@ -202,7 +200,12 @@ def test_a_pixel_decoder_written_to_the_documented_contract_works():
 
 def test_channels_last_gives_the_plain_outputs():
     model = _plain_model()
-    fast = to_channels_last(copy.deepcopy(model))
+    fast = optimize_for_inference(
+        copy.deepcopy(model),
+        fold_batchnorm=False,
+        fold_projection=False,
+        banded_postprocessing=False,
+    )
     convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     _assert_same_outputs(_outputs(fast), _outputs(model))
@@ -309,7 +312,9 @@ def test_semantic_banded_equals_reference(low, padded, image, output):
     got = semantic_inference_banded(mask_cls, logits, resampler, band_elements=500)
     ref = semantic_inference(mask_cls, _upsampled(logits, padded, image, output))
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
-    labels = semantic_labels_banded(mask_cls, logits, resampler, band_elements=500)
+    labels = semantic_inference_banded(
+        mask_cls, logits, resampler, band_elements=500, labels_only=True
+    )
     assert torch.equal(labels, ref.argmax(0))
 
 

@@ -2,11 +2,9 @@ import math
 
 import pytest
 import torch
-from detectron2.structures import BitMasks
 
 from maskformer.modeling.postprocessing import (
     instance_inference,
-    mask_boxes,
     panoptic_inference,
     semantic_inference,
 )
@@ -164,15 +162,3 @@ def test_instance_k_larger_than_pairs_and_empty_masks():
     none = instance_inference(mask_cls, masks, max_detections=10, candidate_classes=[])
     assert len(none) == 0 and none.pred_masks.shape == (0, 2, 4)
     assert none.pred_boxes.tensor.shape == (0, 4)
-
-
-def test_mask_boxes_equal_detectron2s():
-    g = torch.Generator().manual_seed(0)
-    masks = torch.rand(6, 7, 9, generator=g) > 0.8
-    masks[2] = False  # empty: zeros
-    masks[3] = False
-    masks[3, 4, 8] = True  # one pixel in the last column
-    expected = BitMasks(masks).get_bounding_boxes().tensor
-    assert torch.equal(mask_boxes(masks), expected)
-    assert mask_boxes(masks)[3].tolist() == [8, 4, 9, 5]
-    assert mask_boxes(torch.zeros(0, 3, 3, dtype=torch.bool)).shape == (0, 4)
