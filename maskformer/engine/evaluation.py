@@ -24,6 +24,7 @@ class EvaluatedOn(nn.Module):
         super().__init__()
         self.model = model
         self.dataset_name = dataset_name
+        self.train(model.training)  # so that evaluation restores the model's own mode
 
     def forward(self, batched_inputs: List[Dict]) -> List[Dict]:
         return self.model(batched_inputs, dataset_name=self.dataset_name)
