@@ -13,12 +13,8 @@ __all__ = ["EvaluatedOn", "evaluated_on"]
 
 
 class EvaluatedOn(nn.Module):
-    """`model` called with `dataset_name=`: a MaskFormer that post-processes for the classes of
-    the dataset it is evaluated on.
-
-    Which classes are things (one panoptic segment per instance, instance output) and which are
-    stuff (one merged segment) is a property of the dataset; several test datasets may differ.
-    """
+    """A MaskFormer called with `dataset_name=`: it post-processes for the thing and stuff
+    classes of the dataset it is evaluated on (several test datasets may differ)."""
 
     def __init__(self, model: nn.Module, dataset_name: str):
         super().__init__()

@@ -154,12 +154,8 @@ class MaskFormer(nn.Module):
         return ImageList.from_tensors(images, self.size_divisibility)
 
     def forward(self, batched_inputs: List[Dict], dataset_name: Optional[str] = None):
-        """
-        Args:
-            batched_inputs: Detectron2 input dicts (class docstring).
-            dataset_name: at inference, post-process for this registered dataset's thing
-                classes instead of `self.thing_ids`.
-        """
+        """`dataset_name`: at inference, post-process for this registered dataset's thing classes
+        instead of `self.thing_ids`."""
         thing_ids = self.thing_ids
         if dataset_name is not None:
             thing_ids = self.checked_thing_ids(thing_ids_of(dataset_name), f"'{dataset_name}'")

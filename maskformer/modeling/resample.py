@@ -122,16 +122,8 @@ class MapResampler:
 def resized_argmax(
     scores: Tensor, size: Tuple[int, int], max_chunk_bytes: int = 64 << 20
 ) -> Tensor:
-    """`F.interpolate(scores[None], size, mode="bilinear").argmax(1)[0]` a band of rows at a
-    time, so that the (K, H, W) resized scores never exist in memory at once.
-
-    Args:
-        scores: (K, h, w) float.
-        size: (H, W) output size.
-        max_chunk_bytes: bound on the resized scores of one band of rows.
-    Returns:
-        (H, W) int64 labels.
-    """
+    """(H, W) int64 `F.interpolate(scores[None], size, mode="bilinear").argmax(1)[0]` of (K, h, w)
+    scores, a band of at most `max_chunk_bytes` resized scores at a time (never all of them)."""
     low = tuple(scores.shape[-2:])
     # No padding and no crop: the resampler's geometry reduces to the one resize.
     resampler = MapResampler(low, low, low, size)
