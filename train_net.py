@@ -46,11 +46,12 @@ from maskformer.engine import (
     EvalImagesHook,
     StepSeedHook,
     amp_precision,
-    post_processing_for,
+    evaluated_on,
     without_duplicate_final_checkpoint,
 )
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
+from maskformer.modeling.inference_transforms import optimize_from_config
 from maskformer.solver import build_optimizer
 
 
@@ -58,9 +59,10 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer with MaskFormer's data, optimizer, evaluators, and exact resume."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__, except: DDP also on CPU (no device_ids there), AMP also on
-        # CPU, safe loading and atomic saving of checkpoints, and a data stream + dropout seeds
-        # that resume exactly.
+        # Copied from detectron2/engine/defaults.py, DefaultTrainer.__init__, which has no hook
+        # for the pieces that differ: DDP also on the CPU (no device_ids there), AMP also on the
+        # CPU (maskformer.engine.AMPTrainer), MaskFormerCheckpointer (safe loading, atomic
+        # saving, the data sampler's state) and the sampler kept for exact resume.
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -131,7 +133,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """DefaultTrainer.test, one dataset at a time, with the model post-processing for the
-        dataset it is evaluated on (its thing and stuff classes)."""
+        dataset it is evaluated on (its thing and stuff classes: `evaluated_on`)."""
         if isinstance(evaluators, DatasetEvaluator):
             evaluators = [evaluators]
         if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
@@ -144,10 +146,11 @@ class Trainer(DefaultTrainer):
             one = cfg.clone()
             one.defrost()
             one.DATASETS.TEST = (dataset_name,)
-            with post_processing_for(model, dataset_name):
-                results[dataset_name] = super().test(
-                    one, model, None if evaluators is None else [evaluators[i]]
-                )
+            results[dataset_name] = super().test(
+                one,
+                evaluated_on(model, dataset_name),
+                None if evaluators is None else [evaluators[i]],
+            )
         return list(results.values())[0] if len(results) == 1 else results
 
     @classmethod
@@ -200,6 +203,7 @@ def main(args):
         MaskFormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
+        optimize_from_config(model, cfg)  # MODEL.MASK_FORMER.TEST.OPTIMIZE
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             res.update(Trainer.test_with_TTA(cfg, model))

@@ -22,7 +22,9 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # training mapper, chosen by name
     cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style colour jitter in the training mapper
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # crop retry: max area share of one class
-    cfg.INPUT.SIZE_DIVISIBILITY = -1  # mapper pads image and labels to exactly this size (-1: no)
+    cfg.INPUT.SIZE_DIVISIBILITY = (
+        -1
+    )  # mapper pads image and labels to a multiple of this (<= 0: no)
 
     # solver
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding parameters (the queries)
@@ -58,10 +60,6 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False  # 1x1 input projection even if dims match
     # Pad the batch to a multiple of this inside the model (<0: the backbone's requirement).
     cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32
-    # Convolutions in channels-last (NHWC) memory order: same numbers up to float rounding,
-    # faster ResNet convolutions on the CPU (oneDNN). Off by default until its effect on a
-    # training run's quality is settled (docs/benchmarks.md).
-    cfg.MODEL.MASK_FORMER.CHANNELS_LAST = False
 
     # inference
     cfg.MODEL.MASK_FORMER.TEST = CN()
@@ -74,8 +72,8 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible/full mask area
     # Resize mask logits to the output size before combining them (exact but memory-hungry).
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
-    # "sem_seg" as a label map (SemSegLabels) combined at the mask resolution and resized in
-    # bands: memory independent of classes x output size, for very large images.
+    # Inference transform (with OPTIMIZE): "sem_seg_labels" only, combined at the mask resolution
+    # and resized in bands: an approximation whose memory does not grow with classes x output size.
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS = False
 
     # evaluation
@@ -127,6 +125,13 @@ def add_maskformer_config(cfg: CN) -> None:
     # Cross-entropy and matching-cost weight of each of the K classes: a list of K numbers, or
     # the path of a text file of K numbers (whitespace-separated); None: all 1.
     cfg.MODEL.MASK_FORMER.CLASS_WEIGHTS = None
+
+    # inference transforms (maskformer.modeling.inference_transforms)
+    # Predictor, demo, --eval-only, export and benchmark apply the exact inference transforms
+    # (same outputs up to float rounding); False: the plain model.
+    cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE = True
+    # With OPTIMIZE: semantic output "sem_seg_labels" (H, W) class ids only, no "sem_seg" scores.
+    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY = False
 
 
 class UnsafeConfigError(ValueError):

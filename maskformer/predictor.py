@@ -28,20 +28,19 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Instances
 from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer
 from .data.io import is_multichannel_format
-from .modeling.postprocessing import SemSegLabels, mask_boxes
-from .modeling.resample import MapResampler
+from .modeling.inference_transforms import optimize_from_config
+from .modeling.resample import resized_argmax
 
 __all__ = [
     "MaskFormerPredictor",
     "Prediction",
     "UntrainedModelError",
     "nearest_resize",
-    "resized_argmax",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,29 +67,6 @@ class Prediction:
     instances: Optional[Instances] = None
 
 
-def resized_argmax(
-    scores: Tensor, size: Tuple[int, int], max_chunk_bytes: int = 64 << 20
-) -> Tensor:
-    """`F.interpolate(scores[None], size, mode="bilinear").argmax(1)[0]` a band of rows at a
-    time, so that the (K, H, W) resized scores never exist in memory at once.
-
-    Args:
-        scores: (K, h, w) float.
-        size: (H, W) output size.
-        max_chunk_bytes: bound on the resized scores of one band of rows.
-    Returns:
-        (H, W) int64 labels.
-    """
-    low = tuple(scores.shape[-2:])
-    # No padding and no crop: the resampler's geometry reduces to the one resize.
-    resampler = MapResampler(low, low, low, size)
-    rows = resampler.band_rows(scores.shape[0], max_chunk_bytes // scores.element_size())
-    labels = torch.empty(tuple(size), dtype=torch.int64, device=scores.device)
-    for r0, r1, band in resampler.bands(scores, rows):
-        labels[r0:r1] = band.argmax(0)
-    return labels
-
-
 def _nearest_indices(in_size: int, out_size: int, device) -> Tensor:
     """Source index of each output index for a centred nearest-neighbour resize (as PIL's and
     OpenCV's INTER_NEAREST_EXACT): floor((dst + 0.5) * in / out)."""
@@ -111,7 +87,7 @@ def _resize_instances(instances: Instances, size: Tuple[int, int]) -> Instances:
     out = Instances(size)
     masks = nearest_resize(instances.pred_masks, size)
     out.pred_masks = masks
-    out.pred_boxes = Boxes(mask_boxes(masks))
+    out.pred_boxes = BitMasks(masks).get_bounding_boxes().to(masks.device)
     out.scores = instances.scores
     out.pred_classes = instances.pred_classes
     return out
@@ -155,7 +131,8 @@ class MaskFormerPredictor:
 
     @classmethod
     def from_config(cls, cfg, *, allow_random_weights: bool = False) -> MaskFormerPredictor:
-        """Build `cfg`'s model and load MODEL.WEIGHTS with `MaskFormerCheckpointer`.
+        """Build `cfg`'s model, load MODEL.WEIGHTS with `MaskFormerCheckpointer` and apply the
+        inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE).
 
         Raises:
             UntrainedModelError: MODEL.WEIGHTS is empty, or the file lacks weights of the head
@@ -187,6 +164,10 @@ class MaskFormerPredictor:
             if not allow_random_weights:
                 raise UntrainedModelError(problem + "; or allow random weights explicitly.")
             logger.warning(problem + " (random weights allowed).")
+        # The labels are resized from the scores at the network resolution, so the model keeps
+        # returning scores unless the approximate low-resolution labels are asked for.
+        low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+        optimize_from_config(model, cfg, semantic_output="low_res_labels" if low_res else "scores")
         return cls(
             model,
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
@@ -236,11 +217,10 @@ class MaskFormerPredictor:
         # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
         out = self.model([{"image": x, "height": h, "width": w}])[0]
         prediction = Prediction()
-        sem_seg = out.get("sem_seg")
-        if isinstance(sem_seg, SemSegLabels):  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
-            prediction.semantic = nearest_resize(sem_seg.labels, size).cpu()
-        elif sem_seg is not None:
-            prediction.semantic = resized_argmax(sem_seg, size, self.max_chunk_bytes).cpu()
+        if "sem_seg" in out:
+            prediction.semantic = resized_argmax(out["sem_seg"], size, self.max_chunk_bytes).cpu()
+        elif "sem_seg_labels" in out:  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+            prediction.semantic = nearest_resize(out["sem_seg_labels"], size).cpu()
         if "panoptic_seg" in out:
             ids, segments_info = out["panoptic_seg"]
             prediction.panoptic = (nearest_resize(ids, size).cpu(), segments_info)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from typing import List, Optional
@@ -15,15 +14,6 @@ from maskformer import get_maskformer_cfg
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
 DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
-
-
-def load_tool(name: str):
-    """The module of the script tools/<name>.py (the tools are scripts, not a package)."""
-    path = os.path.join(REPO_ROOT, "tools", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_cfg(*opts, config_file: Optional[str] = None):

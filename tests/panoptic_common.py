@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from typing import Dict, List, Sequence
 
 import numpy as np
 from PIL import Image
 
 from maskformer.data.io import panoptic_ids_to_rgb
-from tests.common import REPO_ROOT
 
 # COCO-style categories: ids not contiguous, things first (contiguous 0, 1), then stuff (2, 3).
 CATEGORIES = [
@@ -82,18 +79,6 @@ def write_coco_panoptic(
         json.dump(
             {"images": json_images, "annotations": annotations, "categories": list(categories)}, f
         )
-
-
-def load_script(name: str):
-    """Import datasets/<name>.py (a script, not a package module)."""
-    if name in sys.modules:  # one module object, or its functions would not pickle
-        return sys.modules[name]
-    path = os.path.join(REPO_ROOT, "datasets", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # importable by name: its functions pickle into worker processes
-    spec.loader.exec_module(module)
-    return module
 
 
 def child_pids() -> List[int]:

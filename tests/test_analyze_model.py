@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 
-from tests.common import TINY_SWIN_OPTS, load_tool, tiny_cfg
+from tests.common import TINY_SWIN_OPTS, tiny_cfg
+from tests.scripts import load_script
 
 
 def _tool():
-    return load_tool("analyze_model")
+    return load_script("tools/analyze_model.py")
 
 
 class _Attention(torch.nn.Module):

@@ -1,10 +1,11 @@
 """tools/benchmark.py on a tiny config: every figure it reports, and the label agreement."""
 
-from tests.common import load_tool, tiny_cfg
+from tests.common import tiny_cfg
+from tests.scripts import load_script
 
 
 def _tool():
-    return load_tool("benchmark")
+    return load_script("tools/benchmark.py")
 
 
 def _run(tmp_path, *extra):

@@ -1,8 +1,6 @@
 """ImageNet converters: torchvision ResNet and official Swin checkpoints become backbone
 initialisations that MaskFormerCheckpointer matches to `backbone.*`."""
 
-import importlib.util
-import os
 import pickle
 
 import torch
@@ -10,15 +8,12 @@ import torchvision
 from detectron2.modeling import build_model
 
 from maskformer.checkpoint import MaskFormerCheckpointer, read_pickle
-from tests.common import REPO_ROOT, TINY_SWIN_OPTS, randomize_, tiny_cfg
+from tests.common import TINY_SWIN_OPTS, randomize_, tiny_cfg
+from tests.scripts import load_script
 
 
 def _tool(name):
-    path = os.path.join(REPO_ROOT, "tools", name)
-    spec = importlib.util.spec_from_file_location(name.replace("-", "_")[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}")
 
 
 def test_torchvision_resnet18_gives_the_same_features(tmp_path):

@@ -17,11 +17,12 @@ from maskformer.data.datasets.coco import coco_panoptic_metadata
 from maskformer.data.datasets.quickstart_panoptic import write_panoptic_split
 from maskformer.data.io import panoptic_ids_to_rgb, rgb_to_panoptic_ids
 from tests.common import tiny_cfg
-from tests.panoptic_common import CATEGORIES, coordinate_image, load_script, scene
+from tests.panoptic_common import CATEGORIES, coordinate_image, scene
 from tests.panoptic_common import write_coco_panoptic as write_coco
+from tests.scripts import load_script
 
-coco_script = load_script("prepare_coco_semantic_annos_from_panoptic_annos")
-ade_script = load_script("prepare_ade20k_pan_seg")
+coco_script = load_script("datasets/prepare_coco_semantic_annos_from_panoptic_annos.py")
+ade_script = load_script("datasets/prepare_ade20k_pan_seg.py")
 
 # ADE20K SceneParsing indices (raw label = index + 1) used below.
 WALL, SKY, FLOOR, BED, WINDOW = 0, 2, 3, 7, 8
@@ -148,7 +149,7 @@ def test_ade20k_panoptic_end_to_end(tmp_path):
     _write_raw_ade20k(str(root))
     assert ade_script.main(["--root", str(root), "--workers", "1"]) == 0
     assert not ade_script.convert_split(str(root), "val")  # done already: skipped
-    assert load_script("prepare_ade20k_sem_seg").main(["--root", str(root)]) == 0
+    assert load_script("datasets/prepare_ade20k_sem_seg.py").main(["--root", str(root)]) == 0
     register_ade20k_panoptic(str(tmp_path), prefix="test_ade20k_panoptic")
     meta = MetadataCatalog.get("test_ade20k_panoptic_train")
     assert meta.evaluator_type == "ade20k_panoptic_seg" and len(meta.stuff_classes) == 150

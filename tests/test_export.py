@@ -8,20 +8,24 @@ import torch
 from detectron2.modeling import build_model
 
 from maskformer.export import MaskFormerLogits, export_program
-from tests.common import load_tool, randomize_, tiny_cfg
+from maskformer.modeling.inference_transforms import optimize_for_inference
+from tests.common import randomize_, tiny_cfg
+from tests.scripts import load_script
 
-# Frozen BN: the folded convolutions (with their weight cache) are what gets exported.
+# Frozen BN: with the inference transforms, the folded convolutions are what gets exported.
 OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
 
 
-def _module(*opts):
+def _module(optimized=False):
     torch.manual_seed(0)
-    model = randomize_(build_model(tiny_cfg(*OPTS, *opts)), seed=0).eval()
+    model = randomize_(build_model(tiny_cfg(*OPTS)), seed=0).eval()
+    if optimized:
+        optimize_for_inference(model)  # channels-last included
     return model, MaskFormerLogits(model)
 
 
 def _tool():
-    return load_tool("export_model")
+    return load_script("tools/export_model.py")
 
 
 def test_logits_module_equals_the_models_own_network_pass():
@@ -36,9 +40,9 @@ def test_logits_module_equals_the_models_own_network_pass():
     torch.testing.assert_close(masks, want["pred_masks"], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_torch_export_round_trip(tmp_path, channels_last):
-    _, module = _module("MODEL.MASK_FORMER.CHANNELS_LAST", channels_last)
+@pytest.mark.parametrize("optimized", [False, True])
+def test_torch_export_round_trip(tmp_path, optimized):
+    _, module = _module(optimized)
     # Saved weights are dense whatever the model's memory order.
     assert all(p.is_contiguous() for p in module.parameters())
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1)) * 255

@@ -31,10 +31,10 @@ from tests.common import (
     CONFIG_DIR,
     TINY_SWIN_OPTS,
     cfg_opts,
-    load_tool,
     randomize_,
     tiny_cfg,
 )
+from tests.scripts import load_script
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 # A tiny bottleneck ResNet shaped like R50 (3, 4, 6, 3 blocks), 1/4 of its width.
@@ -228,7 +228,7 @@ def test_what_hf_cannot_express_is_refused_by_name():
 
 
 def _load_tool():
-    return load_tool("convert_hf_maskformer")
+    return load_script("tools/convert_hf_maskformer.py")
 
 
 def test_conversion_tool_both_ways(tmp_path):

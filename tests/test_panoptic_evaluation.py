@@ -19,6 +19,7 @@ from maskformer.data.datasets.quickstart_panoptic import (
 )
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
 from maskformer.evaluation import panoptic_evaluation, pq_compute_multi_core
+from maskformer.modeling.meta_arch import thing_ids_of
 from tests.panoptic_common import child_pids
 from tests.test_train_net_panoptic import TINY, args
 
@@ -117,7 +118,7 @@ def test_one_worker_starts_no_process(tmp_path, monkeypatch):
     assert stat.pq_average(categories, isthing=True)[0]["pq"] == pytest.approx(0.8)
 
 
-def _oracle_forward(self, batched_inputs):
+def _oracle_forward(self, batched_inputs, dataset_name=None):
     """Perfect predictions from the ground truth: one query per segment (crowds included), with
     certain classes and +-BIG mask logits, plus "no object" queries; then the real inference."""
     images = self.preprocess_image(batched_inputs)
@@ -137,7 +138,9 @@ def _oracle_forward(self, batched_inputs):
             masks[b, q, : ids.shape[0], : ids.shape[1]] = torch.where(
                 ids == segment["id"], BIG, -BIG
             )
-    return self.inference({"pred_logits": logits, "pred_masks": masks}, batched_inputs, images)
+    outputs = {"pred_logits": logits, "pred_masks": masks}
+    thing_ids = self.thing_ids if dataset_name is None else thing_ids_of(dataset_name)
+    return self.inference(outputs, batched_inputs, images, thing_ids)
 
 
 def test_perfect_predictions_score_100_pq_miou_and_ap(tmp_path):
@@ -157,11 +160,11 @@ def test_perfect_predictions_score_100_pq_miou_and_ap(tmp_path):
     )  # fmt: skip
     assert cfg.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD == 0.8  # the COCO recipe's
     model = train_net.Trainer.build_model(cfg)
-    model.thing_ids = None  # the evaluation loop must set the dataset's own
+    model.thing_ids = None  # the evaluation loop must pass the dataset's own
     model.forward = types.MethodType(_oracle_forward, model)
     children_before = set(child_pids())
     results = train_net.Trainer.test(cfg, model)
-    assert model.thing_ids is None  # restored afterwards
+    assert model.thing_ids is None  # not changed
     pq = results["panoptic_seg"]
     assert (pq["PQ"], pq["SQ"], pq["RQ"]) == (100.0, 100.0, 100.0)
     assert pq["PQ_th"] == 100.0 and pq["PQ_st"] == 100.0

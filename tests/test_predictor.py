@@ -10,15 +10,16 @@ import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import BitMasks, Instances
 
-from maskformer.modeling.postprocessing import mask_boxes
+from maskformer.modeling.inference_transforms import BandedPostProcessing
+from maskformer.modeling.postprocessing import PostProcessing
+from maskformer.modeling.resample import resized_argmax
 from maskformer.predictor import (
     MaskFormerPredictor,
     Prediction,
     UntrainedModelError,
     nearest_resize,
-    resized_argmax,
 )
 from maskformer.visualization import (
     TASKS,
@@ -106,7 +107,7 @@ def test_panoptic_and_instances_at_the_network_size_equal_the_models():
     assert set(ids.unique().tolist()) - {0} <= {s["id"] for s in big.panoptic[1]}
     masks = big.instances.pred_masks
     assert masks.shape[1:] == (128, 192) and big.instances.image_size == (128, 192)
-    assert torch.equal(big.instances.pred_boxes.tensor, mask_boxes(masks))
+    assert torch.equal(big.instances.pred_boxes.tensor, BitMasks(masks).get_bounding_boxes().tensor)
 
 
 def test_network_size_of_an_elongated_image_keeps_one_pixel():
@@ -134,10 +135,16 @@ def test_from_config_refuses_random_weights(tmp_path):
     torch.save({"model": model.state_dict()}, tmp_path / "full.pth")
     cfg.MODEL.WEIGHTS = str(tmp_path / "full.pth")
     loaded = MaskFormerPredictor.from_config(cfg).model
+    # Loaded, then transformed for inference (MODEL.MASK_FORMER.TEST.OPTIMIZE).
+    assert isinstance(loaded.postprocessing, BandedPostProcessing)
     assert torch.equal(
-        loaded.state_dict()["sem_seg_head.predictor.class_embed.weight"],
-        model.state_dict()["sem_seg_head.predictor.class_embed.weight"],
+        loaded.sem_seg_head.predictor.predictor.class_embed.weight,
+        model.sem_seg_head.predictor.class_embed.weight,
     )
+    cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE = False
+    plain = MaskFormerPredictor.from_config(cfg).model
+    assert set(plain.state_dict()) == set(model.state_dict())
+    assert type(plain.postprocessing) is PostProcessing
 
 
 def _prediction(h=90, w=120) -> Prediction:
@@ -151,7 +158,7 @@ def _prediction(h=90, w=120) -> Prediction:
     masks[1, 60:, 5:50] = True
     instances = Instances((h, w))
     instances.pred_masks = masks
-    instances.pred_boxes = Boxes(mask_boxes(masks))
+    instances.pred_boxes = BitMasks(masks).get_bounding_boxes()
     instances.scores = torch.tensor([0.9, 0.7])
     instances.pred_classes = torch.tensor([2, 3])
     return Prediction(semantic=labels, panoptic=((labels + 1).int(), segments), instances=instances)

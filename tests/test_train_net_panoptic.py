@@ -8,6 +8,7 @@ import os
 import pytest
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
+from torch import nn
 
 import train_net
 from maskformer.data.datasets.panoptic import register_panoptic
@@ -119,20 +120,33 @@ def test_instance_config_evaluates_the_same_weights_for_ap(trained, tmp_path):
     _in_range(results["segm"], ["AP", "AP50", "AP75"])
 
 
-class _ThingIdsRecorder(DatasetEvaluator):
-    """Records the model's thing ids while a dataset is evaluated."""
+class _RecordThingIds(nn.Module):
+    """The model's post-processing, recording the thing ids it is called with."""
 
-    def __init__(self, model):
-        self.model, self.seen = model, set()
+    def __init__(self, postprocessing):
+        super().__init__()
+        self.postprocessing = postprocessing
+        self.calls = []
+
+    def forward(self, *args):
+        self.calls.append(args[-1])  # the thing_ids argument
+        return self.postprocessing(*args)
+
+
+class _ThingIdsRecorder(DatasetEvaluator):
+    """The thing ids the post-processing received while one dataset was evaluated."""
+
+    def __init__(self, recording: _RecordThingIds):
+        self.recording, self.seen = recording, set()
 
     def reset(self):
-        self.seen = set()
+        self.recording.calls.clear()
 
     def process(self, inputs, outputs):
-        self.seen.add(self.model.thing_ids)
         assert "panoptic_seg" in outputs[0]
 
     def evaluate(self):
+        self.seen = set(self.recording.calls)
         return {"thing_ids": {"distinct": float(len(self.seen))}}
 
 
@@ -154,9 +168,10 @@ def test_each_test_dataset_is_post_processed_with_its_own_things(trained, tmp_pa
     model = train_net.Trainer.build_model(cfg)
     assert model.thing_ids == (0, 1, 2, 3, 4)  # the first test dataset's, by default
     model.thing_ids = None
-    recorders = [_ThingIdsRecorder(model), _ThingIdsRecorder(model)]
+    model.postprocessing = _RecordThingIds(model.postprocessing)
+    recorders = [_ThingIdsRecorder(model.postprocessing), _ThingIdsRecorder(model.postprocessing)]
     results = train_net.Trainer.test(cfg, model, recorders)
     assert set(results) == {f"{DATA}_val", f"{DATA}_val_two_things"}
     assert recorders[0].seen == {(0, 1, 2, 3, 4)}
     assert recorders[1].seen == {(0, 1)}
-    assert model.thing_ids is None
+    assert model.thing_ids is None  # not changed

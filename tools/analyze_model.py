@@ -17,15 +17,16 @@ counted as its two matrix products.
 Comparing with the official figures: the official predictor also computes the class and mask
 predictions of every intermediate decoder layer at inference and discards them (~2.2 GFLOPs at
 512x512 with 100 queries), and resizes the semantic scores to the output size even when the size
-is unchanged; this implementation skips both. "GFLOPs" counts the architecture (the pixel
-decoder's last convolution applied, then the product with the mask embeddings, as the paper
-describes); "as run" counts what inference computes, with that convolution folded into the mask
-embeddings (`maskformer.modeling.transformer_predictor.mask_logits`).
+is unchanged; this implementation skips both. "GFLOPs" counts the architecture (the plain
+model: the pixel decoder's last convolution applied, then the product with the mask embeddings,
+as the paper describes); "as run" counts the model after `optimize_for_inference` (the inference
+transforms: that convolution folded into the mask embeddings, frozen batch norm folded).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ from detectron2.utils.analysis import FlopCountAnalysis  # noqa: E402
 from fvcore.nn.jit_handles import get_shape  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.modeling.inference_transforms import optimize_for_inference  # noqa: E402
 from maskformer.utils import write_text_atomically  # noqa: E402
 
 # Parameter groups: name -> qualified-name prefixes.
@@ -121,22 +123,15 @@ def main(argv=None) -> Dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     params = parameter_counts(model)
-    predictor = getattr(model.sem_seg_head, "predictor", None)
-    if predictor is not None and hasattr(predictor, "fold_mask_projection"):
-        predictor.fold_mask_projection = False
-        flops = flop_counts(model, size)
-        predictor.fold_mask_projection = True
-        flops["total_as_run"] = flop_counts(model, size)["total"]
-    else:
-        flops = flop_counts(model, size)
-        flops["total_as_run"] = flops["total"]
+    flops = flop_counts(model, size)
+    flops["total_as_run"] = flop_counts(optimize_for_inference(copy.deepcopy(model)), size)["total"]
     print(f"config: {args.config_file}, input {size}x{size}")
     print(f"parameters: {params['total']:,} ({params['total'] / 1e6:.2f} M)")
     for group in _PARAM_GROUPS:
         print(f"  {group:<26} {params.get(group, 0) / 1e6:8.2f} M")
     print(
         f"GFLOPs: {flops['total'] / 1e9:.1f} "
-        f"(as run, mask projection folded: {flops['total_as_run'] / 1e9:.1f})"
+        f"(as run, with the inference transforms: {flops['total_as_run'] / 1e9:.1f})"
     )
     for part, value in flops["parts"].items():
         print(f"  {part:<26} {value / 1e9:8.2f}")

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Speed and memory of a MaskFormer config on synthetic data (random weights, fixed seed).
 
-Prints, for one config: parameters; inference seconds per image (batch 1 unless --infer-batch,
+Prints, for one config: parameters; inference seconds per image of the model as the predictor,
+the demo and --eval-only run it (with the inference transforms unless
+MODEL.MASK_FORMER.TEST.OPTIMIZE False) (batch 1 unless --infer-batch,
 median after warm-up) with its backbone / head / rest split, and images per second; training
 seconds per iteration (forward, loss, backward, optimizer step with the config's gradient
 clipping) and images per second, with the time spent in the matcher; the memory the training
@@ -51,9 +53,10 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.modeling.postprocessing import semantic_inference_banded  # noqa: E402
-from maskformer.modeling.resample import MapResampler  # noqa: E402
-from maskformer.predictor import resized_argmax  # noqa: E402
+from maskformer.modeling.inference_transforms import (  # noqa: E402
+    BandedPostProcessing,
+    optimize_from_config,
+)
 from maskformer.solver import build_optimizer  # noqa: E402
 from maskformer.utils import write_text_atomically  # noqa: E402
 
@@ -212,22 +215,16 @@ def exact_labels(model: torch.nn.Module, sample: Dict) -> torch.Tensor:
     band (the (K, H, W) scores of a large output need not fit in memory)."""
     images = model.preprocess_image([sample])
     out = model.sem_seg_head(model.backbone(images.tensor))
-    cls, logits = out["pred_logits"][0].float(), out["pred_masks"][0].float()
-    low, padded = logits.shape[-2:], images.tensor.shape[-2:]
-    image_size, out_size = images.image_sizes[0], (sample["height"], sample["width"])
-    if not model.sem_seg_postprocess_before_inference:
-        # Combined at the image size, then the K score maps resized.
-        at_image = MapResampler(low, padded, image_size, image_size)
-        return resized_argmax(semantic_inference_banded(cls, logits, at_image), out_size)
-    # The masks resized to the output size, then combined.
-    resampler = MapResampler(low, padded, image_size, out_size)
-    probs_t = cls.softmax(-1)[:, :-1].T
-    labels = torch.empty(out_size, dtype=torch.int64)
-    q, width = logits.shape[0], out_size[1]
-    for r0, r1, band in resampler.bands(logits, resampler.band_rows(q, 1 << 22)):
-        scores = probs_t @ band.sigmoid().view(q, -1)
-        labels[r0:r1] = scores.view(-1, r1 - r0, width).argmax(0)
-    return labels
+    exact = BandedPostProcessing(**model.postprocessing.options(), semantic_output="labels")
+    result = exact(
+        out["pred_logits"][0].float(),
+        out["pred_masks"][0].float(),
+        tuple(images.tensor.shape[-2:]),
+        tuple(images.image_sizes[0]),
+        (sample["height"], sample["width"]),
+        None,
+    )
+    return result["sem_seg_labels"]
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -249,6 +246,8 @@ def main(argv=None) -> Dict[str, float]:
     model = build_model(cfg)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     n_params = sum(p.numel() for p in model.parameters())
+    # Training (below) runs on a fresh plain model: the transforms are for inference.
+    optimize_from_config(model, cfg)
     res: Dict[str, float] = {"params": n_params}
     print(f"config: {args.config_file}")
     out_size = "x".join(map(str, args.output_size)) if args.output_size else "the input size"
@@ -294,7 +293,9 @@ def main(argv=None) -> Dict[str, float]:
         res[f"{key}_peak_gb"] = peak_memory_gb(device)
         if args.agreement and b == 1:
             with torch.no_grad(), autocast():
-                labels = model(samples)[0]["sem_seg"].argmax(dim=0).cpu()
+                out = model(samples)[0]
+            labels = out["sem_seg_labels"] if "sem_seg_labels" in out else out["sem_seg"].argmax(0)
+            labels = labels.cpu()
             exact = exact_labels(model, samples[0]).cpu()
             res["label_agreement"] = float((labels == exact).double().mean())
             print(
@@ -309,6 +310,9 @@ def main(argv=None) -> Dict[str, float]:
         )
 
     if not args.skip_train:
+        del model
+        torch.manual_seed(args.seed)
+        model = build_model(cfg)
         model.train()
         optimizer = build_optimizer(cfg, model)
         matcher_t = Timer(model.criterion.matcher, device)

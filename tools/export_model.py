@@ -32,6 +32,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from maskformer import get_maskformer_cfg  # noqa: E402
 from maskformer.checkpoint import MaskFormerCheckpointer  # noqa: E402
 from maskformer.export import MaskFormerLogits, export_onnx, export_program  # noqa: E402
+from maskformer.modeling.inference_transforms import optimize_from_config  # noqa: E402
 from maskformer.utils import write_atomically  # noqa: E402
 
 
@@ -65,6 +66,8 @@ def main(argv=None) -> Dict[str, float]:
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    # MODEL.MASK_FORMER.TEST.OPTIMIZE; the exported weights are stored contiguous anyway.
+    optimize_from_config(model, cfg, channels_last=False)
     module = MaskFormerLogits(model, normalize=not args.normalized_input)
     images = torch.rand(args.batch, 3, *args.size, generator=torch.Generator().manual_seed(0))
     if not args.normalized_input:

@@ -3,15 +3,16 @@ dataset."""
 
 from .amp import AMPTrainer, amp_precision
 from .checkpoint_hook import PeriodicCheckpointer, without_duplicate_final_checkpoint
-from .evaluation import post_processing_for
+from .evaluation import EvaluatedOn, evaluated_on
 from .hooks import EvalImagesHook, StepSeedHook
 
 __all__ = [
     "AMPTrainer",
     "EvalImagesHook",
+    "EvaluatedOn",
     "PeriodicCheckpointer",
     "StepSeedHook",
     "amp_precision",
-    "post_processing_for",
+    "evaluated_on",
     "without_duplicate_final_checkpoint",
 ]

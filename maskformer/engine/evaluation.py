@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
+from typing import Dict, List
 
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..modeling.meta_arch import thing_ids_of
+from ..modeling.meta_arch import MaskFormer
 
-__all__ = ["post_processing_for"]
+__all__ = ["EvaluatedOn", "evaluated_on"]
 
 
-@contextlib.contextmanager
-def post_processing_for(model: nn.Module, dataset_name: str) -> Iterator[None]:
-    """Within the block, `model` post-processes for the dataset `dataset_name`.
+class EvaluatedOn(nn.Module):
+    """A MaskFormer called with `dataset_name=`: it post-processes for the thing and stuff
+    classes of the dataset it is evaluated on (several test datasets may differ)."""
 
-    Which classes are things (one panoptic segment per instance, instance output) and which are
-    stuff (one merged segment) is a property of the dataset being evaluated; several test datasets
-    may differ. Models without `thing_ids` are left alone.
-    """
+    def __init__(self, model: nn.Module, dataset_name: str):
+        super().__init__()
+        self.model = model
+        self.dataset_name = dataset_name
+        self.train(model.training)  # so that evaluation restores the model's own mode
+
+    def forward(self, batched_inputs: List[Dict]) -> List[Dict]:
+        return self.model(batched_inputs, dataset_name=self.dataset_name)
+
+
+def evaluated_on(model: nn.Module, dataset_name: str) -> nn.Module:
+    """`EvaluatedOn(model, dataset_name)` for a MaskFormer (possibly in DDP); other models, whose
+    outputs do not depend on the dataset's classes, as they are."""
     module = model.module if isinstance(model, DistributedDataParallel) else model
-    if not hasattr(module, "thing_ids"):
-        yield
-        return
-    previous = module.thing_ids
-    module.thing_ids = thing_ids_of(dataset_name)
-    try:
-        yield
-    finally:
-        module.thing_ids = previous
+    return EvaluatedOn(model, dataset_name) if isinstance(module, MaskFormer) else model

@@ -17,7 +17,7 @@ from ..data.datasets.custom import default_colors
 from ..data.io import read_image, read_label_map, rgb_to_panoptic_ids
 from ..evaluation.reports import overlay_panels
 from ..evaluation.semantic import predicted_labels
-from .evaluation import post_processing_for
+from .evaluation import evaluated_on
 
 __all__ = ["EvalImagesHook", "StepSeedHook"]
 
@@ -91,13 +91,10 @@ class EvalImagesHook(HookBase):
         model = self.trainer.model
         model = model.module if isinstance(model, DistributedDataParallel) else model
         storage = self.trainer.storage
-        with (
-            inference_context(model),
-            torch.no_grad(),
-            post_processing_for(model, self._dataset_name),
-        ):
+        evaluated = evaluated_on(model, self._dataset_name)
+        with inference_context(model), torch.no_grad():
             for record in self._records:
-                output = model([self._mapper(dict(record))])[0]
+                output = evaluated([self._mapper(dict(record))])[0]
                 panels = overlay_panels(
                     read_image(record["file_name"], "RGB"),
                     _predicted_classes(output),

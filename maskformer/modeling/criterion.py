@@ -20,11 +20,10 @@ from detectron2.projects.point_rend.point_features import (
 from detectron2.utils.comm import get_world_size
 from torch import Tensor, nn
 
-from .losses import focal_and_dice_per_mask
+from .losses import dice_loss, sigmoid_focal_loss, values_at_points
 from .matcher import HungarianMatcher
-from .resample import values_at_points
 
-__all__ = ["SetCriterion", "num_masks_across_processes", "point_mask_losses"]
+__all__ = ["SetCriterion", "num_masks_across_processes"]
 
 
 def num_masks_across_processes(num_local: int, device: torch.device) -> float:
@@ -52,6 +51,10 @@ def drop_empty_masks(targets: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]
 
 
 class SetCriterion(nn.Module):
+    """The paper's mask-classification loss (Eq. 1): for each decoder layer, the Hungarian
+    matching of its Q predictions to the targets, then cross-entropy on every query's class and
+    focal + dice on each matched query's mask, weighted and normalised by the number of masks."""
+
     def __init__(
         self,
         num_classes: int,
@@ -76,7 +79,7 @@ class SetCriterion(nn.Module):
             no_object_weight: cross-entropy class weight of "no object" (the real classes have 1).
             deep_supervision: also pay the loss on "aux_outputs" when the model returns them.
             num_points: 0 for the official loss on every pixel of the upsampled masks; P > 0
-                for the loss at P points per mask (`point_mask_losses`), which needs far less
+                for the loss at P points per mask (`sample_points`), which needs far less
                 memory (Mask2Former uses 112 * 112).
             oversample_ratio, importance_sample_ratio: the point sampling (PointRend's
                 `get_uncertain_point_coords_with_randomness`).
@@ -127,94 +130,53 @@ class SetCriterion(nn.Module):
         indices: List[Tuple[Tensor, Tensor]],
         num_masks: float,
     ) -> Tuple[Tensor, Tensor]:
-        """Focal and dice losses of one layer's matched masks; pred_masks (B, Q, H, W)."""
-        return self.loss_masks_of_layers([pred_masks], targets, [indices], num_masks)[0]
+        """Focal and dice losses of one layer's matched masks.
 
-    def loss_masks_of_layers(
-        self,
-        pred_masks: List[Tensor],
-        targets: List[Dict[str, Tensor]],
-        indices: List[List[Tuple[Tensor, Tensor]]],
-        num_masks: float,
-    ) -> List[Tuple[Tensor, Tensor]]:
-        """Focal and dice losses of the matched masks of several decoder layers together.
-
-        Predictions are bilinearly upsampled to the padded image size of the targets, as in the
-        official implementation (the padding counts as background); with `num_points` > 0 they
-        are compared at sampled points instead (`point_mask_losses`). All layers' matched pairs
-        go through one gathering and one loss evaluation (`dense_mask_losses`), then are summed per
-        layer.
+        The predictions are bilinearly upsampled to the padded image size of the targets, as in
+        the official implementation (the padding counts as background); with `num_points` > 0
+        both are read at sampled points instead (`sample_points`).
 
         Args:
-            pred_masks: per layer, (B, Q, H, W) mask logits.
-            indices: per layer, the matcher's B (query_idx, target_idx) pairs.
+            pred_masks: (B, Q, H, W) mask logits.
+            indices: the matcher's B (query_idx, target_idx) pairs.
         Returns:
-            per layer, (focal, dice) each summed over its matched masks / num_masks.
+            focal, dice: each summed over the M matched masks / num_masks.
         """
-        device = pred_masks[0].device
-        src = torch.cat(
-            [
-                masks[b, i.to(device)]
-                for masks, layer in zip(pred_masks, indices)
-                for b, (i, _) in enumerate(layer)
-            ]
-        )
-        # Each layer pairs the same target masks in its own order: gather them from one
-        # concatenation of the batch's targets.
-        first = torch.tensor([0] + [len(t["labels"]) for t in targets]).cumsum(0)[:-1].tolist()
-        gather = torch.cat(
-            [j + first[b] for layer in indices for b, (_, j) in enumerate(layer)]
-        ).to(device)
-        tgt = torch.cat([t["masks"].to(device) for t in targets])[gather]
+        device = pred_masks.device
+        src = torch.cat([pred_masks[b, i.to(device)] for b, (i, _) in enumerate(indices)])
+        tgt = torch.cat([t["masks"][j.to(device)] for t, (_, j) in zip(targets, indices)])
+        src, tgt = src.float(), tgt.float()  # (M, H, W), (M, Hp, Wp)
         if self.num_points > 0:
-            focal, dice = self.point_mask_losses(src, tgt)
+            src, tgt = self.sample_points(src, tgt)
         else:
-            focal, dice = dense_mask_losses(src, tgt)
-        counts = [sum(len(i) for i, _ in layer) for layer in indices]
-        return [
-            (f.sum() / num_masks, d.sum() / num_masks)
-            for f, d in zip(focal.split(counts), dice.split(counts))
-        ]
+            size = tgt.shape[-2:]
+            src = F.interpolate(src[:, None], size=size, mode="bilinear", align_corners=False)
+            src, tgt = src.flatten(1), tgt.flatten(1)
+        return sigmoid_focal_loss(src, tgt, num_masks), dice_loss(src, tgt, num_masks)
 
-    def point_mask_losses(self, src: Tensor, tgt: Tensor) -> Tuple[Tensor, Tensor]:
-        """Per-mask focal and dice losses at `num_points` points per mask (Mask2Former's
-        sampling), instead of at every pixel of the upsampled prediction.
+    def sample_points(self, src: Tensor, tgt: Tensor) -> Tuple[Tensor, Tensor]:
+        """Predictions and targets at `num_points` points per mask (Mask2Former's sampling),
+        for the losses at those points instead of at every pixel of the upsampled prediction.
 
         Points are drawn as in PointRend: `oversample_ratio` x num_points uniform candidates,
         of which the `importance_sample_ratio` share with the most uncertain prediction
-        (logit closest to 0) is kept, the rest uniform. Predictions are read at the points by
-        bilinear interpolation with the edge values repeated (what the full loss's upsampling
-        computes there), targets by bilinear interpolation of the binary masks.
+        (logit closest to 0) is kept, the rest uniform. Both maps are read with
+        `values_at_points` (what the full loss's upsampling computes at those positions).
 
         Args:
             src: (M, H, W) mask logits; tgt: (M, Hp, Wp) target masks.
         Returns:
-            focal (M,), dice (M,): means / sums over the points instead of the pixels.
+            (M, P) logits and (M, P) targets at the points.
         """
-        src = src[:, None].float()
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
-                src,
+                src[:, None],
                 lambda logits: -logits.abs(),
                 self.num_points,
                 self.oversample_ratio,
                 self.importance_sample_ratio,
             )
-        return point_mask_losses(src[:, 0], tgt, coords)
-
-    def _layer_losses(
-        self,
-        outputs: Dict[str, Tensor],
-        targets: List[Dict[str, Tensor]],
-        indices: List[Tuple[Tensor, Tensor]],
-        mask_losses: Tuple[Tensor, Tensor],
-    ) -> Dict[str, Tensor]:
-        raw = {
-            "loss_ce": self.loss_labels(outputs["pred_logits"], targets, indices),
-            "loss_mask": mask_losses[0],
-            "loss_dice": mask_losses[1],
-        }
-        return {k: v * self.weights[k] for k, v in raw.items()}
+        return values_at_points(src, coords), values_at_points(tgt, coords)
 
     def forward(
         self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]
@@ -235,66 +197,17 @@ class SetCriterion(nn.Module):
         layers = [outputs]
         if self.deep_supervision:
             layers += outputs.get("aux_outputs", [])
+        losses = {}
         # Losses in fp32 even under autocast: focal/dice on fp16 logits lose too much.
         with torch.autocast(device_type=outputs["pred_masks"].device.type, enabled=False):
-            indices = [self.matcher(layer, targets) for layer in layers]
-            mask_losses = self.loss_masks_of_layers(
-                [layer["pred_masks"] for layer in layers], targets, indices, num_masks
-            )
-            losses = {}
-            for i, (layer, idx, masks) in enumerate(zip(layers, indices, mask_losses)):
+            for i, layer in enumerate(layers):
+                indices = self.matcher(layer, targets)
+                focal, dice = self.loss_masks(layer["pred_masks"], targets, indices, num_masks)
+                raw = {
+                    "loss_ce": self.loss_labels(layer["pred_logits"], targets, indices),
+                    "loss_mask": focal,
+                    "loss_dice": dice,
+                }
                 suffix = "" if i == 0 else f"_{i - 1}"
-                layer_losses = self._layer_losses(layer, targets, idx, masks)
-                losses.update({k + suffix: v for k, v in layer_losses.items()})
+                losses.update({k + suffix: v * self.weights[k] for k, v in raw.items()})
         return losses
-
-
-# On the CPU the masks are upsampled and compared a few at a time: a chunk of upsampled masks
-# then stays in cache through the loss and its backward pass. All masks of all layers in one
-# piece (72 masks of 512 x 512 for an ADE20K batch of 2) took 2.2x longer on 2 cores.
-CPU_LOSS_CHUNK = 4
-
-
-def dense_mask_losses(src: Tensor, tgt: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-mask focal and dice losses of mask logits bilinearly upsampled to the target size
-    (the official loss).
-
-    Args:
-        src: (M, h, w) mask logits.
-        tgt: (M, Hp, Wp) target masks (bool or float).
-    Returns:
-        focal (M,), dice (M,) as `focal_and_dice_per_mask` of the upsampled logits.
-    """
-    if len(src) == 0:
-        empty = src.float().flatten(1).sum(1)  # (0,), still part of the graph
-        return empty, empty
-    chunk = len(src) if src.device.type == "cuda" else CPU_LOSS_CHUNK
-    focal, dice = [], []
-    for a in range(0, len(src), chunk):
-        up = F.interpolate(
-            src[a : a + chunk, None].float(),
-            size=tgt.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )[:, 0]
-        f, d = focal_and_dice_per_mask(up.flatten(1), tgt[a : a + chunk].flatten(1))
-        focal.append(f)
-        dice.append(d)
-    return torch.cat(focal), torch.cat(dice)
-
-
-def point_mask_losses(src: Tensor, tgt: Tensor, coords: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-mask focal and dice losses of predictions and targets read at given points.
-
-    Args:
-        src: (M, H, W) mask logits, upsampled implicitly (bilinear, edges repeated, as
-            `F.interpolate(align_corners=False)` does).
-        tgt: (M, Hp, Wp) target masks (bool or float).
-        coords: (M, P, 2) point coordinates (x, y) in [0, 1], relative to the full extent of
-            both maps (pixel k of n covers [k / n, (k + 1) / n)).
-    Returns:
-        focal (M,), dice (M,) as `focal_and_dice_per_mask` of the (M, P) point values. At the P
-        = Hp * Wp pixel centres this is the full-resolution loss.
-    """
-    logits = values_at_points(src, coords, src.dtype)
-    return focal_and_dice_per_mask(logits, values_at_points(tgt, coords, logits.dtype))

@@ -1,4 +1,5 @@
-"""Mask losses in two forms: elementwise (for the loss) and pairwise (for the matching cost).
+"""Mask losses in two forms: elementwise (for the loss) and pairwise (for the matching cost),
+and the point reader of their point-sampled variants.
 
 The pairwise form of a loss, evaluated at a matched (prediction, target) pair, equals the
 elementwise form of that pair; tests pin this. Shapes: M masks, P pixels (or points) per mask,
@@ -7,18 +8,27 @@ Q predictions, T targets. Inputs are logits; targets are in [0, 1].
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch.nn.functional as F
+from detectron2.projects.point_rend.point_features import point_sample
 from torch import Tensor
 
 __all__ = [
     "dice_loss",
-    "focal_and_dice_per_mask",
     "pairwise_dice_loss",
     "pairwise_sigmoid_focal_loss",
     "sigmoid_focal_loss",
+    "values_at_points",
 ]
+
+
+def values_at_points(maps: Tensor, coords: Tensor) -> Tensor:
+    """(N, H, W) maps read at (N, P, 2) points (x, y) in [0, 1] -> (N, P) values.
+
+    Bilinear with the edge values repeated: what `F.interpolate(align_corners=False)` of the map
+    computes at those positions, so the point-sampled losses and costs read the same values the
+    full-resolution ones use (pixel k of n covers [k / n, (k + 1) / n)).
+    """
+    return point_sample(maps[:, None], coords, align_corners=False, padding_mode="border")[:, 0]
 
 
 def sigmoid_focal_loss(
@@ -35,7 +45,13 @@ def sigmoid_focal_loss(
     Returns:
         scalar: sum_m mean_p loss[m, p] / num_masks.
     """
-    return _focal_per_mask(inputs, targets, alpha, gamma).sum() / num_masks
+    prob = inputs.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean(1).sum() / num_masks
 
 
 def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
@@ -48,25 +64,10 @@ def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
     Returns:
         scalar.
     """
-    return _dice_per_mask(inputs.sigmoid(), targets).sum() / num_masks
-
-
-def _focal_per_mask(inputs: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
-    """(M,) focal loss of each mask, averaged over its pixels."""
     prob = inputs.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean(1)
-
-
-def _dice_per_mask(prob: Tensor, targets: Tensor) -> Tensor:
-    """(M,) dice loss of each mask from its probabilities."""
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
-    return 1 - (numerator + 1) / (denominator + 1)
+    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
 
 
 def pairwise_sigmoid_focal_loss(
@@ -110,21 +111,3 @@ def pairwise_dice_loss(inputs: Tensor, targets: Tensor) -> Tensor:
     numerator = 2 * prob @ targets.T
     denominator = prob.sum(-1)[:, None] + targets.sum(-1)[None, :]
     return 1 - (numerator + 1) / (denominator + 1)
-
-
-def focal_and_dice_per_mask(
-    inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0
-) -> Tuple[Tensor, Tensor]:
-    """Per-mask focal loss (mean over pixels) and dice loss, as `sigmoid_focal_loss` and
-    `dice_loss` compute them before summing over masks.
-
-    Args:
-        inputs: (M, P) logits.
-        targets: (M, P) targets in [0, 1].
-        alpha, gamma: focal loss parameters (alpha < 0: no class weighting).
-    Returns:
-        focal (M,), dice (M,): `sigmoid_focal_loss(inputs[m:m+1], targets[m:m+1], 1)` and
-        `dice_loss(inputs[m:m+1], targets[m:m+1], 1)` for every m.
-    """
-    targets = targets.to(inputs.dtype)
-    return _focal_per_mask(inputs, targets, alpha, gamma), _dice_per_mask(inputs.sigmoid(), targets)

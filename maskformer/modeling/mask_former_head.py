@@ -15,6 +15,10 @@ from .transformer_predictor import TransformerPredictor
 
 @SEM_SEG_HEADS_REGISTRY.register()
 class MaskFormerHead(nn.Module):
+    """The paper's pixel-level module and transformer module together, as a Detectron2 sem-seg
+    head: backbone features -> pixel decoder -> per-pixel embeddings (and extra features) ->
+    transformer predictor -> class and mask logits of every query."""
+
     @configurable
     def __init__(
         self,
@@ -46,11 +50,9 @@ class MaskFormerHead(nn.Module):
 
     def forward(self, features: Dict[str, Tensor]) -> Dict[str, object]:
         """features: backbone features by name. Returns the predictor's output dict."""
-        # The pixel decoder's last convolution goes to the predictor unapplied: the predictor
-        # folds it into the mask embeddings when that is cheaper (at inference).
-        pixel_features, extra = self.pixel_decoder.forward_features(features)
+        mask_features, extra = self.pixel_decoder(features)
         x = attended_feature(self.transformer_in_feature, features, extra)
-        return self.predictor(x, pixel_features, self.pixel_decoder.mask_features)
+        return self.predictor(x, mask_features)
 
 
 def predictor_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:

@@ -16,8 +16,7 @@ from detectron2.utils.logger import log_every_n_seconds
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss
-from .resample import values_at_points
+from .losses import pairwise_dice_loss, pairwise_sigmoid_focal_loss, values_at_points
 
 logger = logging.getLogger(__name__)
 
@@ -26,25 +25,13 @@ logger = logging.getLogger(__name__)
 _NONFINITE_COST = 1e8
 
 
-def downsample_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Nearest-neighbour resize of (T, Hp, Wp) masks to `size`, as F.interpolate(mode="nearest").
-
-    When `size` divides the input exactly this is a strided slice (the same pixels
-    F.interpolate picks), which avoids a float copy of the full-resolution masks.
-    """
-    h, w = masks.shape[-2:]
-    if h % size[0] == 0 and w % size[1] == 0:
-        return masks[:, :: h // size[0], :: w // size[1]]
-    return F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0]
-
-
 def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tensor, Tensor]:
     """(Q, H, W) predictions and (T, Hp, Wp) targets at the same `num_points` uniformly random
     points: (Q, P) and (T, P) float, bilinearly interpolated (edge values repeated)."""
     coords = torch.rand(1, num_points, 2, device=masks.device)
 
     def at_points(x: Tensor) -> Tensor:
-        return values_at_points(x, coords.expand(x.shape[0], -1, -1), masks.dtype)
+        return values_at_points(x.to(masks.dtype), coords.expand(x.shape[0], -1, -1))
 
     return at_points(masks), at_points(targets)
 
@@ -108,7 +95,9 @@ class HungarianMatcher(nn.Module):
         if self.num_points > 0:
             out, tgt = sample_points(masks, target["masks"], self.num_points)
         else:
-            tgt = downsample_masks(target["masks"], masks.shape[-2:]).to(masks).flatten(1)
+            # Targets nearest-downsampled to the prediction size, as the official matcher does.
+            tgt = F.interpolate(target["masks"][:, None].to(masks), masks.shape[-2:])
+            tgt = tgt.flatten(1)
             out = masks.flatten(1)
         cost_mask = pairwise_sigmoid_focal_loss(out, tgt)
         cost_dice = pairwise_dice_loss(out, tgt)

@@ -1,34 +1,30 @@
 """From Q (class, mask) pairs to semantic, panoptic and instance outputs (paper Sec. 3.4).
 
-Pure functions of one image's predictions. Shapes: Q queries, K classes (the K + 1-th logit is
-"no object"), H x W the mask size (the output size for the `*_banded` variants, which take the
-low-resolution mask logits and a `MapResampler` and never hold (Q, H, W) or (K, H, W)
-intermediates), D detections.
+Pure functions of one image's predictions, and `PostProcessing`, which applies them as the
+official MaskFormer does. Shapes: Q queries, K classes (the K + 1-th logit is "no object"),
+h x w the mask logits' size (stride 4), Hp x Wp the padded input, H x W the output, D detections.
+Faster computations of the same outputs (band by band, labels only) are in
+`inference_transforms`.
 """
 
 from __future__ import annotations
 
-from typing import Collection, Dict, List, Optional, Tuple
+import inspect
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from detectron2.structures import Boxes, Instances
-from torch import Tensor
-
-from .resample import MapResampler
+import torch.nn.functional as F
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import BitMasks, Boxes, Instances
+from torch import Tensor, nn
 
 __all__ = [
-    "SemSegLabels",
+    "PostProcessing",
     "instance_inference",
-    "mask_boxes",
+    "masks_at_output",
     "panoptic_inference",
-    "panoptic_inference_banded",
     "semantic_inference",
-    "semantic_inference_banded",
-    "semantic_labels_low_res",
 ]
-
-# Elements of one band of resampled maps: 4 MB in float32, small enough to stay in cache.
-BAND_ELEMENTS = 1 << 20
 
 
 def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
@@ -41,124 +37,10 @@ def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
         (K, H, W) scores (not normalised; argmax over K gives the label map).
     """
     probs = mask_cls.softmax(-1)[:, :-1]
-    masks = mask_pred.sigmoid()
-    q, h, w = masks.shape
-    # A (K, Q) x (Q, HW) matrix product; the same as einsum("qc,qhw->chw") without its overhead.
-    return (probs.T @ masks.reshape(q, h * w)).reshape(-1, h, w)
+    return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
 
 
-def semantic_inference_banded(
-    mask_cls: Tensor,
-    mask_logits: Tensor,
-    resampler: MapResampler,
-    band_elements: int = BAND_ELEMENTS,
-) -> Tensor:
-    """`semantic_inference` of the mask logits resampled by `resampler`, one band of rows at a
-    time: per band, resample, sigmoid and combine while the band is in cache; the (Q, H, W)
-    upsampled masks never exist.
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_logits: (Q, h, w) low-resolution mask logits.
-        resampler: their geometry to the output (H, W).
-        band_elements: at most this many resampled mask values at a time.
-    Returns:
-        (K, H, W) scores, equal to `semantic_inference(mask_cls, resampled logits)` up to float
-        rounding.
-    """
-    probs_t = mask_cls.softmax(-1)[:, :-1].T.contiguous()  # (K, Q)
-    q = mask_logits.shape[0]
-    height, width = resampler.output_size
-    out = mask_logits.new_empty((probs_t.shape[0], height * width))
-    # Without autograd each band's product is written in place (mm's out= has no gradient, and
-    # FLOP counters tracing the model do not know it).
-    needs_grad = torch.is_grad_enabled() and (mask_cls.requires_grad or mask_logits.requires_grad)
-    in_place = not (needs_grad or torch.jit.is_tracing())
-    for r0, r1, band in resampler.bands(mask_logits, resampler.band_rows(q, band_elements)):
-        probs = band.sigmoid_().view(q, -1)
-        if in_place:
-            torch.mm(probs_t, probs, out=out[:, r0 * width : r1 * width])
-        else:
-            out[:, r0 * width : r1 * width] = probs_t @ probs
-    return out.view(-1, height, width)
-
-
-class SemSegLabels:
-    """The "sem_seg" output of low-resolution semantic inference (`semantic_labels_low_res`).
-
-    Stands for (K, H, W) scores that are never built, by their per-pixel maximum. Detectron2's
-    SemSegEvaluator, demo and Visualizer use "sem_seg" only through `sem_seg.argmax(dim=0)`, which
-    this answers with the label map; code that needs the scores themselves (test-time
-    augmentation, saving probabilities) needs the default inference instead.
-
-    Attributes:
-        labels: (H, W) int64, the argmax over the K classes.
-        scores: (H, W) float, the maximum over the K classes.
-        num_classes: K.
-    """
-
-    def __init__(self, labels: Tensor, scores: Tensor, num_classes: int):
-        self.labels = labels
-        self.scores = scores
-        self.num_classes = num_classes
-
-    @property
-    def shape(self) -> Tuple[int, int, int]:
-        """(K, H, W), the shape of the scores this stands for."""
-        return (self.num_classes, *self.labels.shape)
-
-    @property
-    def device(self) -> torch.device:
-        return self.labels.device
-
-    def argmax(self, dim: int = 0) -> Tensor:
-        if dim not in (0, -3):
-            raise ValueError(f"SemSegLabels holds the argmax over classes (dim 0) only; got {dim}")
-        return self.labels
-
-    def to(self, *args, **kwargs) -> SemSegLabels:
-        """Moves both maps (tensor.to arguments; a dtype applies to `scores` only)."""
-        return SemSegLabels(
-            self.labels.to(*args, **kwargs).long(),
-            self.scores.to(*args, **kwargs),
-            self.num_classes,
-        )
-
-    def __repr__(self) -> str:
-        return f"SemSegLabels(num_classes={self.num_classes}, size={tuple(self.labels.shape)})"
-
-
-def semantic_labels_low_res(
-    mask_cls: Tensor,
-    mask_logits: Tensor,
-    resampler: MapResampler,
-    band_elements: int = BAND_ELEMENTS,
-) -> SemSegLabels:
-    """Semantic labels for very large outputs: combine at the mask resolution, then resize.
-
-    The class scores are combined from the low-resolution masks (`semantic_inference` at
-    h x w), then resampled to the output band by band and reduced to their argmax and maximum,
-    so memory is O(K * h * w + H * W + band_elements) whatever K and H x W are. The default path
-    instead combines the masks after upsampling them (sigmoid, then combine, at full resolution);
-    as the sigmoid does not commute with the resize the two differ near class boundaries.
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_logits: (Q, h, w) low-resolution mask logits.
-        resampler: their geometry to the output (H, W).
-        band_elements: at most this many resampled score values at a time.
-    """
-    scores = semantic_inference(mask_cls, mask_logits)  # (K, h, w)
-    k = scores.shape[0]
-    height, width = resampler.output_size
-    labels = torch.empty((height, width), dtype=torch.int64, device=scores.device)
-    best = scores.new_empty((height, width))
-    for r0, r1, band in resampler.bands(scores, resampler.band_rows(k, band_elements)):
-        best[r0:r1], labels[r0:r1] = band.max(0)
-    return SemSegLabels(labels, best, k)
-
-
-def _kept_queries(mask_cls: Tensor, object_mask_threshold: float) -> Tuple[Tensor, Tensor, Tensor]:
+def kept_queries(mask_cls: Tensor, object_mask_threshold: float) -> Tuple[Tensor, Tensor, Tensor]:
     """Queries whose best class is a real one with probability above the threshold.
 
     Returns (keep (Q,) bool, their scores (Q',), their classes (Q',)).
@@ -168,7 +50,7 @@ def _kept_queries(mask_cls: Tensor, object_mask_threshold: float) -> Tuple[Tenso
     return keep, scores[keep], labels[keep]
 
 
-def _paint_segments(
+def paint_segments(
     owner: Tensor,
     original_area: Tensor,
     classes: Tensor,
@@ -232,66 +114,14 @@ def panoptic_inference(
         panoptic_seg: (H, W) int32, 0 = void, segments numbered from 1.
         segments_info: one dict per segment id in the map: "id", "isthing", "category_id".
     """
-    keep, scores, classes = _kept_queries(mask_cls, object_mask_threshold)
+    keep, scores, classes = kept_queries(mask_cls, object_mask_threshold)
     h, w = mask_pred.shape[-2:]
     if not bool(keep.any()):
         return torch.zeros((h, w), dtype=torch.int32, device=mask_pred.device), []
     probs = mask_pred[keep].sigmoid()
     owner = (scores.view(-1, 1, 1) * probs).argmax(0)
     original_area = (probs >= 0.5).flatten(1).sum(1)
-    return _paint_segments(owner, original_area, classes, thing_ids, overlap_threshold)
-
-
-def panoptic_inference_banded(
-    mask_cls: Tensor,
-    mask_logits: Tensor,
-    resampler: MapResampler,
-    thing_ids: Collection[int],
-    object_mask_threshold: float,
-    overlap_threshold: float,
-    band_elements: int = BAND_ELEMENTS,
-) -> Tuple[Tensor, List[Dict[str, object]]]:
-    """`panoptic_inference` of the mask logits resampled by `resampler`, one band of rows at a
-    time (only the kept queries are resampled); same arguments and result, except `mask_logits`
-    (Q, h, w) at low resolution."""
-    keep, scores, classes = _kept_queries(mask_cls, object_mask_threshold)
-    height, width = resampler.output_size
-    if not bool(keep.any()):
-        return torch.zeros((height, width), dtype=torch.int32, device=mask_logits.device), []
-    logits = mask_logits[keep]
-    owner = torch.empty((height, width), dtype=torch.int64, device=logits.device)
-    original_area = torch.zeros(len(classes), dtype=torch.int64, device=logits.device)
-    weights = scores.view(-1, 1, 1)
-    for r0, r1, band in resampler.bands(logits, resampler.band_rows(len(classes), band_elements)):
-        probs = band.sigmoid_()
-        original_area += (probs >= 0.5).flatten(1).sum(1)
-        owner[r0:r1] = (probs * weights).argmax(0)
-    return _paint_segments(owner, original_area, classes, thing_ids, overlap_threshold)
-
-
-def mask_boxes(masks: Tensor) -> Tensor:
-    """Tight boxes of binary masks, as Detectron2's `BitMasks.get_bounding_boxes` computes them,
-    without its per-mask loop (and host syncs on a GPU).
-
-    Args:
-        masks: (D, H, W) bool.
-    Returns:
-        (D, 4) float XYXY boxes, right and bottom exclusive; zeros for an empty mask.
-    """
-    d, h, w = masks.shape
-    cols, rows = masks.any(1), masks.any(2)  # (D, W), (D, H)
-    xs = torch.arange(w, device=masks.device).expand(d, w)
-    ys = torch.arange(h, device=masks.device).expand(d, h)
-    boxes = torch.stack(
-        [
-            torch.where(cols, xs, w).amin(1),
-            torch.where(rows, ys, h).amin(1),
-            torch.where(cols, xs + 1, 0).amax(1),
-            torch.where(rows, ys + 1, 0).amax(1),
-        ],
-        dim=1,
-    ).float()
-    return boxes * cols.any(1, keepdim=True)
+    return paint_segments(owner, original_area, classes, thing_ids, overlap_threshold)
 
 
 def instance_inference(
@@ -352,7 +182,123 @@ def instance_inference(
 
     masks = binary[which[keep]]
     result.pred_masks = masks
-    result.pred_boxes = Boxes(mask_boxes(masks))
+    result.pred_boxes = BitMasks(masks).get_bounding_boxes().to(masks.device)
     result.scores = scores[keep]
     result.pred_classes = labels[keep]
     return result
+
+
+def masks_at_output(
+    mask_logits: Tensor,
+    padded_size: Tuple[int, int],
+    image_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+) -> Tensor:
+    """(Q, h, w) mask logits -> (Q, H, W) at the output size, as the official model does it:
+    bilinear upsampling to the padded input size, crop to the image, bilinear resize."""
+    masks = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    return sem_seg_postprocess(masks[0], image_size, *output_size)
+
+
+class PostProcessing(nn.Module):
+    """One image's outputs from its class and mask logits, as the official MaskFormer computes
+    them: the mask logits are upsampled to the padded input size, cropped to the image and
+    resized to the output size, then combined (`semantic_inference`, `panoptic_inference`,
+    `instance_inference`).
+
+    `inference_transforms` may replace it by one computing the same outputs at less memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        semantic_on: bool = True,
+        panoptic_on: bool = False,
+        instance_on: bool = False,
+        sem_seg_postprocess_before_inference: bool = False,
+        object_mask_threshold: float = 0.0,
+        overlap_threshold: float = 0.0,
+        detections_per_image: int = 100,
+        instance_score_threshold: float = 0.0,
+    ):
+        """
+        Args:
+            semantic_on, panoptic_on, instance_on: which outputs to produce (at least one).
+            sem_seg_postprocess_before_inference: resize the mask logits to the output size
+                before combining them instead of resizing the combined K maps (always so for
+                panoptic and instance output).
+            object_mask_threshold, overlap_threshold: panoptic inference thresholds.
+            detections_per_image: instance output: top-k over (query, class) pairs.
+            instance_score_threshold: instance output: drop detections scoring at most this.
+        """
+        super().__init__()
+        if not (semantic_on or panoptic_on or instance_on):
+            raise ValueError(
+                "MaskFormer has no output: set at least one of MODEL.MASK_FORMER.TEST."
+                "{SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON} to True"
+            )
+        self.semantic_on = semantic_on
+        self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.sem_seg_postprocess_before_inference = (
+            sem_seg_postprocess_before_inference or panoptic_on or instance_on
+        )
+        self.object_mask_threshold = object_mask_threshold
+        self.overlap_threshold = overlap_threshold
+        self.detections_per_image = detections_per_image
+        self.instance_score_threshold = instance_score_threshold
+
+    def options(self) -> Dict[str, object]:
+        """The constructor arguments, to build another post-processing with the same options."""
+        return {name: getattr(self, name) for name in inspect.signature(PostProcessing).parameters}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.options().items())
+
+    def forward(
+        self,
+        mask_cls: Tensor,
+        mask_logits: Tensor,
+        padded_size: Tuple[int, int],
+        image_size: Tuple[int, int],
+        output_size: Tuple[int, int],
+        thing_ids: Optional[Sequence[int]],
+    ) -> Dict[str, object]:
+        """
+        Args:
+            mask_cls: (Q, K + 1) class logits.
+            mask_logits: (Q, h, w) mask logits of the padded input.
+            padded_size: (Hp, Wp); image_size: the image's region of it, from the top left.
+            output_size: (H, W) of the outputs.
+            thing_ids: contiguous ids of the thing classes; None if the dataset declares none
+                (panoptic output is then all stuff, and every class can be an instance).
+        Returns:
+            "sem_seg" (K, H, W) scores, "panoptic_seg" ((H, W) int32 ids, segments_info) and
+            "instances", as switched on.
+        """
+        # Upsampled to the padded input size (then cropped to the image and resized).
+        masks = F.interpolate(
+            mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
+        )[0]
+        if self.sem_seg_postprocess_before_inference:
+            masks = sem_seg_postprocess(masks, image_size, *output_size)
+        result: Dict[str, object] = {}
+        if self.semantic_on:
+            sem_seg = semantic_inference(mask_cls, masks)
+            if not self.sem_seg_postprocess_before_inference:
+                sem_seg = sem_seg_postprocess(sem_seg, image_size, *output_size)
+            result["sem_seg"] = sem_seg
+        if self.panoptic_on:
+            result["panoptic_seg"] = panoptic_inference(
+                mask_cls, masks, thing_ids or (), self.object_mask_threshold, self.overlap_threshold
+            )
+        if self.instance_on:
+            # Stuff classes have no instances (and COCO's AP evaluation could not map them).
+            result["instances"] = instance_inference(
+                mask_cls,
+                masks,
+                max_detections=self.detections_per_image,
+                candidate_classes=thing_ids,
+                score_threshold=self.instance_score_threshold,
+            )
+        return result

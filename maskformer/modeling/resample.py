@@ -21,23 +21,11 @@ from typing import Iterator, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.projects.point_rend.point_features import point_sample
 from torch import Tensor
 
-__all__ = ["MapResampler", "bilinear_taps", "chain_taps", "values_at_points"]
+__all__ = ["MapResampler", "bilinear_taps", "chain_taps", "resized_argmax"]
 
 Taps = Tuple[Tensor, Tensor]  # (n_out, T) int64 source indices, (n_out, T) float32 weights
-
-
-def values_at_points(maps: Tensor, coords: Tensor, dtype: torch.dtype) -> Tensor:
-    """(N, H, W) maps read at (N, P, 2) points (x, y) in [0, 1] -> (N, P) values of `dtype`.
-
-    Bilinear with the edge values repeated: what `F.interpolate(align_corners=False)` of the map
-    computes at those positions, so the point-sampled losses and costs read the same values the
-    full-resolution ones use (pixel k of n covers [k / n, (k + 1) / n)).
-    """
-    x = maps[:, None].to(dtype)
-    return point_sample(x, coords, align_corners=False, padding_mode="border")[:, 0]
 
 
 def bilinear_taps(in_size: int, out_size: int) -> Taps:
@@ -129,3 +117,18 @@ class MapResampler:
             for t in range(1, i.shape[1]):
                 band.addcmul_(x.index_select(1, i[:, t]), wt[:, t].view(1, -1, 1))
             yield r0, r1, self.columns(band)
+
+
+def resized_argmax(
+    scores: Tensor, size: Tuple[int, int], max_chunk_bytes: int = 64 << 20
+) -> Tensor:
+    """(H, W) int64 `F.interpolate(scores[None], size, mode="bilinear").argmax(1)[0]` of (K, h, w)
+    scores, a band of at most `max_chunk_bytes` resized scores at a time (never all of them)."""
+    low = tuple(scores.shape[-2:])
+    # No padding and no crop: the resampler's geometry reduces to the one resize.
+    resampler = MapResampler(low, low, low, size)
+    rows = resampler.band_rows(scores.shape[0], max_chunk_bytes // scores.element_size())
+    labels = torch.empty(tuple(size), dtype=torch.int64, device=scores.device)
+    for r0, r1, band in resampler.bands(scores, rows):
+        labels[r0:r1] = band.argmax(0)
+    return labels

@@ -174,10 +174,8 @@ def test_register_errors(tmp_path, datasets_dir, capsys):
     assert _register_semantic("bad/name", images, labels, classes) == 1
     assert "--name 'bad/name'" in capsys.readouterr().err
     assert _register_semantic("x", tmp_path / "nope", labels, classes) == 1
-    assert (
-        "--images" in capsys.readouterr().err
-        and "no such folder" in capsys.readouterr().err + "no such folder"
-    )
+    err = capsys.readouterr().err
+    assert "--images" in err and "no such folder" in err
     assert _register_semantic("x", images, tmp_path, classes) == 1  # no .png stems match
     assert "has a label map of the same name" in capsys.readouterr().err
     assert not os.path.exists(datasets_dir / "x.json")

@@ -16,10 +16,10 @@ from tests.common import tiny_cfg
 from tests.panoptic_common import (
     METADATA,
     coordinate_image,
-    load_script,
     scene,
     write_coco_panoptic,
 )
+from tests.scripts import load_script
 
 NAME = "test_mapper_coco_panoptic"
 # contiguous class of each segment id of `scene()`; 13 is a crowd of cats
@@ -33,7 +33,7 @@ def dataset(tmp_path_factory):
     ids, segments = scene()
     write_coco_panoptic(root, "train", [coordinate_image(*ids.shape)], [ids], [segments])
     # The semantic maps, by the preparation script itself.
-    load_script("prepare_coco_semantic_annos_from_panoptic_annos").convert_split(
+    load_script("datasets/prepare_coco_semantic_annos_from_panoptic_annos.py").convert_split(
         os.path.join(root, "annotations", "panoptic_train2017.json"),
         os.path.join(root, "panoptic_train2017"),
         os.path.join(root, "panoptic_semseg_train2017"),

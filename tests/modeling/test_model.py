@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-from tests.common import sample, tiny_cfg
+from maskformer.engine import amp_precision
+from maskformer.modeling import MaskFormer
+from tests.common import randomize_, sample, tiny_cfg
 
 
 def _model(*opts):
@@ -64,7 +67,7 @@ def test_postprocessing_before_inference_gives_close_scores():
     image = {"image": torch.rand(3, 90, 120) * 255}
     with torch.no_grad():
         after = model([image])[0]["sem_seg"]
-        model.sem_seg_postprocess_before_inference = True
+        model.postprocessing.sem_seg_postprocess_before_inference = True
         before = model([image])[0]["sem_seg"]
     # Same size, no resize involved: combining then cropping equals cropping then combining.
     assert torch.allclose(before, after, atol=1e-5)
@@ -117,10 +120,54 @@ def test_every_output_switched_off_is_refused():
 
 
 def test_thing_ids_outside_the_classes_are_refused_when_used():
-    model = _model("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
-    with pytest.raises(ValueError, match=r"\[7\].*NUM_CLASSES"):
-        model.thing_ids = [0, 7]  # K = 5
-    model.thing_ids = [4, 0]
-    assert model.thing_ids == (0, 4)
-    semantic_only = _model()
-    semantic_only.thing_ids = [0, 7]  # unused by semantic output: accepted
+    cfg = tiny_cfg("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
+    kwargs = MaskFormer.from_config(cfg)
+    with pytest.raises(ValueError, match=r"\[7\].*config's first DATASETS.TEST.*NUM_CLASSES"):
+        MaskFormer(**{**kwargs, "thing_ids": [0, 7]})  # K = 5
+    assert MaskFormer(**{**kwargs, "thing_ids": [4, 0]}).thing_ids == (0, 4)
+    semantic_only = MaskFormer.from_config(tiny_cfg())
+    assert MaskFormer(**{**semantic_only, "thing_ids": [0, 7]}).thing_ids == (0, 7)  # unused
+    # The same check for the dataset a model is evaluated on.
+    MetadataCatalog.get("test_model_bad_things").thing_dataset_id_to_contiguous_id = {3: 0, 9: 7}
+    model = _model("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True).eval()
+    with pytest.raises(ValueError, match=r"\[7\] of 'test_model_bad_things'"):
+        model([{"image": torch.rand(3, 64, 64) * 255}], dataset_name="test_model_bad_things")
+
+
+def test_thing_ids_come_from_the_dataset_evaluated_on():
+    MetadataCatalog.get("test_model_things_1_3").thing_dataset_id_to_contiguous_id = {5: 1, 6: 3}
+    model = _model(
+        "MODEL.MASK_FORMER.TEST.SEMANTIC_ON", False, "MODEL.MASK_FORMER.TEST.INSTANCE_ON", True
+    ).eval()
+    model.thing_ids = None  # every class can be an instance
+    inputs = [{"image": torch.rand(3, 64, 64) * 255}]
+    with torch.no_grad():
+        everything = model(inputs)[0]["instances"]
+        things = model(inputs, dataset_name="test_model_things_1_3")[0]["instances"]
+    assert set(everything.pred_classes.tolist()) - {1, 3}  # other classes too
+    assert len(things) > 0 and set(things.pred_classes.tolist()) <= {1, 3}
+    assert model.thing_ids is None  # the model is not changed
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 0.05), (torch.float16, 0.01)])
+def test_amp_loss_matches_fp32_on_a_fixed_batch(dtype, tolerance):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.MASK_FORMER.DROPOUT", 0.0))
+    randomize_(model, seed=0)
+    batch = [sample(64, 64, [0, 1, 2], seed=0), sample(64, 64, [3, 4], seed=1)]
+    model.train()
+    fp32 = model(batch)
+    with torch.autocast("cpu", dtype=dtype):
+        amp = model(batch)
+    assert all(v.dtype == torch.float32 for v in amp.values())  # the losses run in fp32
+    total32, total_amp = sum(fp32.values()), sum(amp.values())
+    assert torch.isfinite(total_amp)
+    assert abs(total_amp.item() / total32.item() - 1) < tolerance
+
+
+def test_amp_precision_names():
+    assert amp_precision("") is None
+    assert amp_precision("bfloat16") is torch.bfloat16
+    assert amp_precision("float16") is torch.float16
+    with pytest.raises(ValueError, match="'fp16'.*bfloat16"):
+        amp_precision("fp16")

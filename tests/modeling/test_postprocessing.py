@@ -2,19 +2,12 @@ import math
 
 import pytest
 import torch
-from detectron2.structures import BitMasks
 
 from maskformer.modeling.postprocessing import (
-    SemSegLabels,
     instance_inference,
-    mask_boxes,
     panoptic_inference,
-    panoptic_inference_banded,
     semantic_inference,
-    semantic_inference_banded,
-    semantic_labels_low_res,
 )
-from maskformer.modeling.resample import MapResampler
 
 BIG = 20.0  # a logit whose sigmoid is 1 to float precision
 
@@ -169,82 +162,3 @@ def test_instance_k_larger_than_pairs_and_empty_masks():
     none = instance_inference(mask_cls, masks, max_detections=10, candidate_classes=[])
     assert len(none) == 0 and none.pred_masks.shape == (0, 2, 4)
     assert none.pred_boxes.tensor.shape == (0, 4)
-
-
-def test_mask_boxes_equal_detectron2s():
-    g = torch.Generator().manual_seed(0)
-    masks = torch.rand(6, 7, 9, generator=g) > 0.8
-    masks[2] = False  # empty: zeros
-    masks[3] = False
-    masks[3, 4, 8] = True  # one pixel in the last column
-    expected = BitMasks(masks).get_bounding_boxes().tensor
-    assert torch.equal(mask_boxes(masks), expected)
-    assert mask_boxes(masks)[3].tolist() == [8, 4, 9, 5]
-    assert mask_boxes(torch.zeros(0, 3, 3, dtype=torch.bool)).shape == (0, 4)
-
-
-# The band-by-band variants against the full-resolution reference ----------------------------
-
-
-def _upsampled(logits, padded, image, output):
-    y = torch.nn.functional.interpolate(logits[None], size=padded, mode="bilinear")[0]
-    y = y[:, : image[0], : image[1]]
-    if tuple(output) != tuple(image):
-        y = torch.nn.functional.interpolate(y[None], size=output, mode="bilinear")[0]
-    return y
-
-
-GEOMETRIES = [
-    ((12, 16), (48, 64), (48, 64), (48, 64)),
-    ((12, 16), (48, 64), (45, 61), (90, 30)),
-]
-
-
-@pytest.mark.parametrize("low, padded, image, output", GEOMETRIES)
-def test_semantic_banded_equals_reference(low, padded, image, output):
-    g = torch.Generator().manual_seed(0)
-    mask_cls, logits = torch.randn(7, 5, generator=g), torch.randn(7, *low, generator=g) * 4
-    resampler = MapResampler(low, padded, image, output)
-    got = semantic_inference_banded(mask_cls, logits, resampler, band_elements=500)
-    ref = semantic_inference(mask_cls, _upsampled(logits, padded, image, output))
-    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
-
-
-def _segments_case(seed):
-    """Queries of distinct classes on blocky regions, confident enough to pass 0.8 thresholds."""
-    g = torch.Generator().manual_seed(seed)
-    owner = torch.randint(0, 6, (3, 4), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1)
-    logits = torch.where(owner[None] == torch.arange(6).view(-1, 1, 1), 6.0, -6.0)
-    logits = logits + torch.randn(logits.shape, generator=g)
-    mask_cls = torch.full((6, 5), -4.0)
-    mask_cls[torch.arange(6), torch.tensor([0, 0, 1, 2, 2, 4])] = 4.0  # 2 things, 3 stuff, 1 void
-    return mask_cls, logits
-
-
-@pytest.mark.parametrize("low, padded, image, output", GEOMETRIES)
-@pytest.mark.parametrize("threshold", [0.0, 0.8])
-def test_panoptic_banded_equals_reference(low, padded, image, output, threshold):
-    mask_cls, logits = _segments_case(seed=1)
-    resampler = MapResampler(low, padded, image, output)
-    args = ([0, 1], threshold, threshold)
-    seg, info = panoptic_inference_banded(mask_cls, logits, resampler, *args, band_elements=100)
-    ref_seg, ref_info = panoptic_inference(
-        mask_cls, _upsampled(logits, padded, image, output), *args
-    )
-    assert info == ref_info and len(info) >= 3
-    assert torch.equal(seg, ref_seg)
-
-
-def test_low_res_labels_agree_with_exact_labels_and_answer_argmax():
-    mask_cls, logits = _segments_case(seed=2)
-    low, padded, image, output = (12, 16), (48, 64), (45, 61), (200, 300)
-    resampler = MapResampler(low, padded, image, output)
-    labels = semantic_labels_low_res(mask_cls, logits, resampler, band_elements=1000)
-    exact = semantic_inference(mask_cls, _upsampled(logits, padded, image, output)).argmax(0)
-    assert isinstance(labels, SemSegLabels) and labels.shape == (4, *output)
-    assert labels.argmax(dim=0) is labels.labels and labels.labels.dtype == torch.int64
-    # Combining before or after the resize differs only near region borders.
-    assert (labels.labels == exact).float().mean() > 0.97
-    assert labels.scores.shape == output and bool((labels.scores > 0).all())
-    with pytest.raises(ValueError, match="dim 0"):
-        labels.argmax(dim=1)

@@ -23,6 +23,9 @@ from .build import PIXEL_DECODER_REGISTRY
 
 @PIXEL_DECODER_REGISTRY.register()
 class BasePixelDecoder(nn.Module):
+    """The paper's pixel decoder: a light FPN over the backbone features whose finest output,
+    through a last 3x3 convolution (`mask_features`), gives the per-pixel embeddings."""
+
     @configurable
     def __init__(
         self,
@@ -95,20 +98,6 @@ class BasePixelDecoder(nn.Module):
         """Process the coarsest feature; returns its output and any named extra features."""
         return self._output[0](x), {}
 
-    def forward_features(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """`forward` without the final `mask_features` convolution (a linear map, which
-        consumers may fold into what they compute from its output).
-
-        Returns:
-            (B, conv_dim, H4, W4) the finest FPN output, and the extra features.
-        """
-        names = self.in_features[::-1]
-        y, extra = self._top(features[names[0]])
-        for name, lateral, output in zip(names[1:], self._lateral[1:], self._output[1:]):
-            cur = lateral(features[name])
-            y = output(cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest"))
-        return y, extra
-
     def forward(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
         """
         Args:
@@ -117,7 +106,11 @@ class BasePixelDecoder(nn.Module):
             mask_features: (B, mask_dim, H4, W4) per-pixel embeddings at the finest stride.
             extra: named intermediate features (e.g. "transformer_encoder"), possibly empty.
         """
-        y, extra = self.forward_features(features)
+        names = self.in_features[::-1]
+        y, extra = self._top(features[names[0]])
+        for name, lateral, output in zip(names[1:], self._lateral[1:], self._output[1:]):
+            cur = lateral(features[name])
+            y = output(cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest"))
         return self.mask_features(y), extra
 
 
