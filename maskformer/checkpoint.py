@@ -500,3 +500,37 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         # lists by name) the shape mismatches and unexpected keys the report holds.
         checkpoint.pop("matching_heuristics", None)
         return checkpoint
+
+
+# ---------------------------------------------------------------------------------------------
+# Detectron2's own loader
+# ---------------------------------------------------------------------------------------------
+
+_detectron2_load_file = DetectionCheckpointer._load_file
+
+
+def _load_file_reading_unsigned_model_zoo_pickles(self, filename: str) -> Dict[str, Any]:
+    """`DetectionCheckpointer._load_file`, which also reads model-zoo pickles lacking "__author__".
+
+    Detectron2 takes a `.pkl` without "__author__" for a Caffe2 blob dict, wraps its "model"
+    entry as if it were one weight and fails ("Unsupported type found in checkpoint! model:
+    <class 'dict'>"): such a file cannot be loaded by `DefaultPredictor` or
+    `DetectionCheckpointer` at all. Here a `.pkl` whose "model" entry is a dict is read as the
+    model-zoo file it is (the heads rename the published pixel-decoder names themselves); every
+    other file is read by Detectron2 as before, so nothing Detectron2 loads changes.
+    """
+    if filename.endswith(".pkl"):
+        try:
+            data = read_pickle(filename)
+        except UnsafeCheckpointError:
+            data = None  # Detectron2's unrestricted reader decides, as it always did
+        if isinstance(data, dict) and isinstance(data.get("model"), Mapping):
+            if "__author__" not in data:
+                self.logger.info(f"{filename}: a model-zoo file without '__author__'")
+                data["__author__"] = "unknown"
+            return data
+    return _detectron2_load_file(self, filename)
+
+
+if DetectionCheckpointer._load_file is _detectron2_load_file:
+    DetectionCheckpointer._load_file = _load_file_reading_unsigned_model_zoo_pickles
