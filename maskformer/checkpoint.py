@@ -46,6 +46,8 @@ __all__ = [
     "LoadReport",
     "MaskFormerCheckpointer",
     "UnsafeCheckpointError",
+    "UntrainedModelError",
+    "check_trained",
     "read_checkpoint",
     "read_pickle",
 ]
@@ -63,6 +65,10 @@ class UnsafeCheckpointError(CheckpointError):
 
 class CheckpointMismatchError(CheckpointError):
     """Strict loading found weights that are missing, unexpected or of another shape."""
+
+
+class UntrainedModelError(CheckpointError, ValueError):
+    """MODEL.WEIGHTS is empty or leaves tensors of the model with random values."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +401,60 @@ def _check_architecture(
             f"{_preview([k for k in state if _component(k) == comp], 2)}; the model has "
             f"e.g. {_preview([k for k in model_state if _component(k) == comp], 2)})"
         )
+
+
+# Tensor name fragment -> the config key that sets its shape or existence (first match wins).
+_CONFIG_KEY_OF_TENSOR = (
+    ("class_embed", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("query_embed", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES"),
+    ("predictor.weight", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("predictor.bias", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("decoder.layers", "MODEL.MASK_FORMER.DEC_LAYERS"),
+    ("encoder.layers", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS"),
+    ("linear1", "MODEL.MASK_FORMER.DIM_FEEDFORWARD"),
+    ("mask_embed", "MODEL.SEM_SEG_HEAD.MASK_DIM"),
+    ("mask_features", "MODEL.SEM_SEG_HEAD.MASK_DIM"),
+    ("pixel_decoder", "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME or CONVS_DIM"),
+    ("predictor.", "MODEL.MASK_FORMER.HIDDEN_DIM"),
+    ("backbone.", "MODEL.BACKBONE.NAME / MODEL.RESNETS.* / MODEL.SWIN.*"),
+)
+
+
+def _config_key_of(tensor: str) -> str:
+    for fragment, key in _CONFIG_KEY_OF_TENSOR:
+        if fragment in tensor:
+            return key
+    return "MODEL.META_ARCHITECTURE / MODEL.SEM_SEG_HEAD.NAME"
+
+
+def _needs_training(key: str) -> bool:
+    # The criterion's buffer is a loss constant the config sets, unused at inference.
+    return not key.startswith("criterion.")
+
+
+def check_trained(report: LoadReport) -> None:
+    """Refuse weights that leave a tensor of the model missing or of another shape.
+
+    Evaluating or running such a model would give the numbers of a partly random network.
+
+    Raises:
+        UntrainedModelError: one line naming the file, the tensors with their shapes in the
+            file and in the model, and the config keys that likely differ.
+    """
+    mismatched = [m for m in report.shape_mismatches if _needs_training(m[0])]
+    missing = [k for k in report.missing if _needs_training(k)]
+    if not mismatched and not missing:
+        return
+    shown = [f"{k} {tuple(f)} in file, {tuple(m)} in model" for k, f, m in mismatched[:4]]
+    shown += [f"{k} missing in file" for k in missing[: max(0, 4 - len(shown))]]
+    more = len(mismatched) + len(missing) - len(shown)
+    keys = sorted({_config_key_of(k) for k in [m[0] for m in mismatched] + missing})
+    raise UntrainedModelError(
+        f"{report.path}: not trained weights for this config: {len(mismatched) + len(missing)} "
+        f"tensors of the model would keep random values ({'; '.join(shown)}"
+        f"{f'; ... {more} more' if more > 0 else ''}). Likely config key: {', '.join(keys)}; "
+        "pass the config the weights were trained with (or fine-tune: train without --eval-only)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def test_weights_of_another_model_are_refused(models, tmp_path, capsys):
         capsys, config, other, "--input", str(image), "--output", str(tmp_path / "o.png")
     )
     assert status == 2
-    assert "not a trained model for this config" in stderr
+    assert "not trained weights for this config" in stderr
     assert "sem_seg_head.predictor.class_embed" in stderr
 
 
