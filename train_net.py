@@ -19,6 +19,10 @@ import sys
 import weakref
 from collections import OrderedDict
 
+# isort: off
+import maskformer  # first: it says how to install a Detectron2 without detectron2.projects
+
+# isort: on
 import torch
 import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -36,7 +40,6 @@ from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import maskformer
 from maskformer.checkpoint import (
     CheckpointError,
     MaskFormerCheckpointer,
@@ -230,15 +233,15 @@ def check_datasets(cfg, eval_only: bool) -> None:
 _DATASET_PATH_KEYS = ("image_root", "sem_seg_root", "panoptic_root", "panoptic_json", "json_file")
 
 
-def device_note(args, cfg) -> str:
+def device_note(num_gpus: int) -> str:
     """What `--num-gpus N` does on this machine, if it is not N GPUs; "" otherwise."""
-    if args.num_gpus <= 1 or cfg.MODEL.DEVICE != "cpu":
+    if num_gpus <= 1 or torch.cuda.is_available():
         return ""
     cores = os.cpu_count() or 1
     return (
-        f"CUDA is not available: --num-gpus {args.num_gpus} starts {args.num_gpus} CPU processes "
-        f"(gloo backend) sharing {cores} CPU cores, each with a {cores // args.num_gpus or 1}-"
-        f"core share; SOLVER.IMS_PER_BATCH stays the total batch"
+        f"CUDA is not available: --num-gpus {num_gpus} starts {num_gpus} CPU processes (gloo "
+        f"backend) sharing {cores} CPU cores, {max(1, cores // num_gpus)} thread(s) each; "
+        "SOLVER.IMS_PER_BATCH stays the total batch"
     )
 
 
@@ -305,13 +308,13 @@ def cli(argv=None) -> int:
     """`python train_net.py ...`. Exit status 0, or 2 when the run could not start (one line)."""
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
+    note = device_note(args.num_gpus)
+    if note:
+        print(note, file=sys.stderr)
     try:
         if args.num_gpus * args.num_machines > 1:
             # Check in this process first: a worker's error would come back as N tracebacks.
-            cfg, _ = prepare(args)
-            note = device_note(args, cfg)
-            if note:
-                print(note, file=sys.stderr)
+            prepare(args)
         launch(
             main,
             args.num_gpus,

@@ -129,3 +129,47 @@ def test_exit_status_of_the_script(tmp_path):
     assert len(errors) == 1 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_num_gpus_without_cuda_says_what_it_does_and_checks_before_starting_workers(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    argv = ["--config-file", os.path.join(CONFIG_DIR, "ade20k", "maskformer_R50.yaml")]
+    status = train_net.cli(argv + ["--num-gpus", "8", "OUTPUT_DIR", str(out)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "warn" not in ln.lower()]
+    assert status == 2
+    assert err[0].startswith("CUDA is not available: --num-gpus 8 starts 8 CPU processes")
+    assert err[-1].startswith("train_net.py: error: DATASETS.TRAIN: Dataset 'ade20k_sem_seg_train'")
+    assert not out.exists()
+
+
+HIDE_PROJECTS = """
+import sys
+
+class HideDetectron2Projects:
+    def find_spec(self, name, path=None, target=None):
+        if name == "detectron2.projects" or name.startswith("detectron2.projects."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, HideDetectron2Projects())
+sys.argv = ["train_net.py", "--help"]
+import runpy
+runpy.run_path("train_net.py", run_name="__main__")
+"""
+
+
+def test_detectron2_without_its_projects_says_how_to_install_it():
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_PROJECTS],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: MaskFormer needs detectron2.projects")
+    assert "pip install -e detectron2" in last and "INSTALL.md" in last
