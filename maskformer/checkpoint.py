@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import importlib
 import io
 import logging
@@ -41,6 +42,7 @@ from .interop.hf import hf_to_maskformer, is_hf_maskformer_state_dict
 from .utils.file_io import write_atomically
 
 __all__ = [
+    "CheckpointDownloadError",
     "CheckpointError",
     "CheckpointMismatchError",
     "LoadReport",
@@ -65,6 +67,14 @@ class UnsafeCheckpointError(CheckpointError):
 
 class CheckpointMismatchError(CheckpointError):
     """Strict loading found weights that are missing, unexpected or of another shape."""
+
+
+class CheckpointDownloadError(CheckpointError):
+    """MODEL.WEIGHTS is a URL that cannot be downloaded (offline, moved, no permission)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: cannot download the weights ({reason})")
+        self.url = url
 
 
 class UntrainedModelError(CheckpointError, ValueError):
@@ -530,6 +540,8 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
     def load(self, path: str, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
+        if path and "://" in path:
+            download(path)
         return super().load(path, *args, **kwargs)
 
     def _torch_load(self, f):
@@ -560,6 +572,24 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         # lists by name) the shape mismatches and unexpected keys the report holds.
         checkpoint.pop("matching_heuristics", None)
         return checkpoint
+
+
+def download(url: str) -> str:
+    """The local copy of `url`, downloaded once and cached by Detectron2's PathManager.
+
+    A failure is one `CheckpointDownloadError` naming the URL and the reason, instead of the
+    download library's progress bar, log line and traceback.
+    """
+    from detectron2.utils.file_io import PathManager
+
+    plain = url.split("?", 1)[0]  # Detectron2's "?matching_heuristics=True" is no part of it
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+            return PathManager.get_local_path(plain)
+    except Exception as e:  # URLError, HTTPError, ssl and socket errors, handler errors
+        reason = getattr(e, "reason", None) or e
+        raise CheckpointDownloadError(url, " ".join(str(reason).split())) from None
 
 
 # ---------------------------------------------------------------------------------------------
