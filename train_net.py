@@ -49,6 +49,7 @@ from maskformer.checkpoint import (
 from maskformer.config import UnsafeConfigError
 from maskformer.data import build_train_loader, build_train_mapper
 from maskformer.data.datasets.described import DatasetDescriptionError
+from maskformer.data.test_loader import build_test_loader
 from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, post_processing_for
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
@@ -135,6 +136,11 @@ class Trainer(DefaultTrainer):
                     one, model, None if evaluators is None else [evaluators[i]]
                 )
         return list(results.values())[0] if len(results) == 1 else results
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        # TEST.IMS_PER_BATCH images of one size per batch: batching never changes a metric.
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

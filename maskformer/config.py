@@ -120,6 +120,9 @@ def add_maskformer_config(cfg: CN) -> None:
     # tensors of another shape (listed by name, for fine-tuning); evaluation and inference still
     # refuse weights that leave any tensor of the model random.
     cfg.MODEL.WEIGHTS_STRICT = False
+    # Evaluation batches: up to this many images, all of one size (so the batch size never
+    # changes a result; maskformer/data/test_loader.py).
+    cfg.TEST.IMS_PER_BATCH = 1
 
 
 class UnsafeConfigError(ValueError):
