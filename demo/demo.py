@@ -439,6 +439,10 @@ def _prepare(args):
         plan = _video_output(args)
         if args.video_input is not None and not os.path.isfile(args.video_input):
             raise UsageError(f"--video-input {args.video_input}: no such file")
+    if "://" in cfg.MODEL.WEIGHTS:
+        from maskformer.checkpoint import download
+
+        download(cfg.MODEL.WEIGHTS)  # before building the model: offline, say so at once
     predictor = MaskFormerPredictor.from_config(cfg, allow_random_weights=args.allow_random_weights)
     return cfg, task, metadata, plan, predictor
 

@@ -65,7 +65,7 @@ def load_panoptic_json(
         segments = []
         for seg in ann["segments_info"]:
             cat = seg["category_id"]
-            if cat == 0:
+            if cat == 0 and cat not in things and cat not in stuff:
                 raise ValueError(
                     f"{json_file}: image {ann['image_id']!r} ({ann['file_name']}), segment "
                     f"{seg['id']} has category_id 0, which COCO panoptic reserves for void "
@@ -217,7 +217,8 @@ def check_categories(categories: Sequence[Dict], source: str) -> None:
             raise ValueError(
                 f"{where}: category id 0 ('{c['name']}') is reserved for void by the COCO "
                 "panoptic format (segment id 0 marks unlabelled pixels); number the categories "
-                "from 1 (in the JSON's categories and in every segments_info)"
+                "from 1 (in the JSON's categories and in every segments_info). ADE20K panoptic, "
+                "whose ids start at 0, is registered built in (ade20k_panoptic_train/val)"
             )
         if c["id"] in seen:
             raise ValueError(f"{where}: category id {c['id']} appears twice")
