@@ -260,7 +260,7 @@ def load_for_evaluation(cfg, resume: bool):
     """
     model = Trainer.build_model(cfg)
     checkpointer = MaskFormerCheckpointer(
-        model, save_dir=cfg.OUTPUT_DIR, strict=cfg.MODEL.WEIGHTS_STRICT
+        model, save_dir=cfg.OUTPUT_DIR, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=True
     )
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
     if checkpointer.last_report is None:

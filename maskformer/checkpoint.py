@@ -497,6 +497,7 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         save_dir: str = "",
         *,
         strict: bool = False,
+        require_trained: bool = False,
         save_to_disk: Optional[bool] = None,
         **checkpointables: Any,
     ):
@@ -507,12 +508,16 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
             strict: raise `CheckpointMismatchError`, loading nothing, if any weight of the model
                 is missing from the file, or the file has weights the model lacks or of another
                 shape. Otherwise those are skipped and listed in a warning.
+            require_trained: raise `UntrainedModelError` (`check_trained`), loading nothing, if
+                the file leaves a tensor of the model missing or of another shape (evaluation,
+                inference).
             save_to_disk: write checkpoints (default: only on the main process).
             checkpointables: other objects with `state_dict` / `load_state_dict` (optimizer,
                 scheduler, ...), saved and resumed alongside the model.
         """
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
+        self.require_trained = require_trained
         self.last_report: Optional[LoadReport] = None
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -566,6 +571,8 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
             raise CheckpointMismatchError(
                 "Strict loading refused, nothing was loaded:\n" + report.summary()
             )
+        if self.require_trained:
+            check_trained(report)
         logger.info(report.summary())
         checkpoint["model"] = state
         # Names are final now; Detectron2 must not match them again. Its loader skips (and

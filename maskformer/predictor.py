@@ -164,10 +164,13 @@ class MaskFormerPredictor:
                 "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
             )
         else:
-            checkpointer = MaskFormerCheckpointer(model, strict=cfg.MODEL.WEIGHTS_STRICT)
-            checkpointer.load(weights)
+            # Refused before loading, so that the loader's own warnings do not come first.
+            checkpointer = MaskFormerCheckpointer(
+                model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=not allow_random_weights
+            )
             problem = ""
             try:
+                checkpointer.load(weights)
                 check_trained(checkpointer.last_report)
             except UntrainedModelError as e:
                 problem = str(e)

@@ -130,6 +130,7 @@ def test_exit_status_of_the_script(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("train_net.py: error:")]
     assert len(errors) == 1 and "MODEL.SEM_SEG_HEAD.NUM_CLASSES" in errors[0]
     assert "Traceback" not in proc.stderr
+    assert "Skip loading" not in proc.stderr  # refused before the loader skips anything
     assert not out.exists()
 
 
