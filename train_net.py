@@ -12,13 +12,20 @@ Without a GPU, `--num-gpus N` starts N CPU processes (gloo backend).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import sys
 import weakref
 from collections import OrderedDict
 
+# isort: off
+import maskformer  # first: it says how to install a Detectron2 without detectron2.projects
+
+# isort: on
 import torch
-from detectron2.data import DatasetCatalog
+import yaml
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import (
     DefaultTrainer,
     SimpleTrainer,
@@ -33,14 +40,20 @@ from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import maskformer
-from maskformer.checkpoint import MaskFormerCheckpointer
+from maskformer.checkpoint import (
+    CheckpointError,
+    MaskFormerCheckpointer,
+    UntrainedModelError,
+    check_trained,
+)
+from maskformer.config import UnsafeConfigError
 from maskformer.data import (
     build_test_loader,
     build_test_mapper,
     build_train_loader,
     build_train_mapper,
 )
+from maskformer.data.datasets.described import DatasetDescriptionError
 from maskformer.engine import (
     AMPTrainer,
     EvalImagesHook,
@@ -49,7 +62,7 @@ from maskformer.engine import (
     evaluated_on,
     without_duplicate_final_checkpoint,
 )
-from maskformer.evaluation import build_evaluator, evaluation_options
+from maskformer.evaluation import build_evaluator, evaluation_options, reads_semantic_labels
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.modeling.inference_transforms import optimize_from_config
 from maskformer.solver import build_optimizer
@@ -177,12 +190,34 @@ class Trainer(DefaultTrainer):
         return OrderedDict((k + "_TTA", v) for k, v in res.items())
 
 
-def setup(args):
+class SetupError(RuntimeError):
+    """The run cannot start: config, dataset, device or weights. Nothing was written."""
+
+
+# Failures of the set-up that a user fixes (a config key, a path, the weights): one line each.
+_SETUP_ERRORS = (
+    CheckpointError,
+    UnsafeConfigError,
+    DatasetDescriptionError,
+    FileNotFoundError,
+    KeyError,
+    yaml.YAMLError,
+)
+
+
+def build_config(args):
+    """The frozen config of `args`, writing nothing."""
     cfg = maskformer.get_maskformer_cfg(args.config_file, args.opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger(__name__).warning("CUDA is not available: training on the CPU")
+        logging.getLogger(__name__).warning("CUDA is not available: running on the CPU")
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    return cfg
+
+
+def setup(args, cfg=None):
+    """Detectron2's `default_setup` (which writes OUTPUT_DIR/config.yaml and the logs)."""
+    cfg = build_config(args) if cfg is None else cfg
     if (
         cfg.MODEL.DEVICE == "cpu"
         and comm.get_local_size() > 1
@@ -196,31 +231,142 @@ def setup(args):
     return cfg
 
 
-def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        MaskFormerCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
+def check_datasets(cfg, eval_only: bool) -> None:
+    """Refuse datasets that are not registered, or whose files are not where they should be.
+
+    Only a dataset whose metadata names a missing path is listed (its loader then says what is
+    missing and how to prepare it, or generates it, as the quickstart dataset does).
+    """
+    registered = DatasetCatalog.list()
+    keys = [("DATASETS.TEST", cfg.DATASETS.TEST)]
+    if not eval_only:
+        keys.insert(0, ("DATASETS.TRAIN", cfg.DATASETS.TRAIN))
+    for key, names in keys:
+        for name in names:
+            if name not in registered:
+                close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
+                raise SetupError(
+                    f"{key}: dataset '{name}' is not registered"
+                    + (f"; did you mean {', '.join(close)}?" if close else "")
+                    + " (tools/register_dataset.py registers your own)"
+                )
+            meta = MetadataCatalog.get(name).as_dict()
+            paths = [v for k, v in meta.items() if k in _DATASET_PATH_KEYS and isinstance(v, str)]
+            if all(os.path.exists(p) for p in paths):
+                continue
+            try:
+                DatasetCatalog.get(name)
+            except (FileNotFoundError, DatasetDescriptionError) as e:
+                raise SetupError(f"{key}: {e}") from None
+
+
+_DATASET_PATH_KEYS = ("image_root", "sem_seg_root", "panoptic_root", "panoptic_json", "json_file")
+
+
+def device_note(num_gpus: int) -> str:
+    """What `--num-gpus N` does on this machine, if it is not N GPUs; "" otherwise."""
+    if num_gpus <= 1 or torch.cuda.is_available():
+        return ""
+    cores = os.cpu_count() or 1
+    return (
+        f"CUDA is not available: --num-gpus {num_gpus} starts {num_gpus} CPU processes (gloo "
+        f"backend) sharing {cores} CPU cores, {max(1, cores // num_gpus)} thread(s) each; "
+        "SOLVER.IMS_PER_BATCH stays the total batch"
+    )
+
+
+def load_for_evaluation(cfg, resume: bool):
+    """The model with MODEL.WEIGHTS (or OUTPUT_DIR's last checkpoint, with `resume`) loaded.
+
+    Raises:
+        UntrainedModelError: nothing to load, or the file leaves a tensor of the model random.
+        CheckpointMismatchError: MODEL.WEIGHTS_STRICT and the file does not match exactly.
+    """
+    model = Trainer.build_model(cfg)
+    checkpointer = MaskFormerCheckpointer(
+        model, save_dir=cfg.OUTPUT_DIR, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=True
+    )
+    checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    if checkpointer.last_report is None:
+        raise UntrainedModelError(
+            "--eval-only needs weights: MODEL.WEIGHTS is empty"
+            + (f" and {cfg.OUTPUT_DIR} has no checkpoint" if resume else "")
+            + "; evaluating a random model gives meaningless numbers"
         )
-        optimize_from_config(model, cfg)  # MODEL.MASK_FORMER.TEST.OPTIMIZE
+    check_trained(checkpointer.last_report)
+    # MODEL.MASK_FORMER.TEST.OPTIMIZE. The exact labels without the (K, H, W) scores when every
+    # evaluator reads labels (test-time augmentation averages scores).
+    overrides = {}
+    test = cfg.MODEL.MASK_FORMER.TEST
+    if not (cfg.TEST.AUG.ENABLED or test.SEM_SEG_LOW_RES_LABELS) and all(
+        reads_semantic_labels(name) for name in cfg.DATASETS.TEST
+    ):
+        overrides["semantic_output"] = "labels"
+    optimize_from_config(model, cfg, **overrides)
+    return model
+
+
+def prepare(args, *, load_weights: bool = True):
+    """Everything that can be checked before a file is written or a worker started.
+
+    Returns:
+        (cfg, model) where model is the evaluated model for --eval-only (else None).
+    Raises:
+        SetupError: one line naming the config key, file or dataset.
+    """
+    try:
+        cfg = build_config(args)
+        check_datasets(cfg, args.eval_only)
+        model = load_for_evaluation(cfg, args.resume) if args.eval_only and load_weights else None
+    except SetupError:
+        raise
+    except _SETUP_ERRORS as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise SetupError(" ".join(str(message).split())) from e
+    return cfg, model
+
+
+def main(args):
+    cfg, model = prepare(args)
+    cfg = setup(args, cfg)
+    if args.eval_only:
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             res.update(Trainer.test_with_TTA(cfg, model))
         return res
     trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.checkpointer.strict = cfg.MODEL.WEIGHTS_STRICT
+    try:
+        trainer.resume_or_load(resume=args.resume)
+    except CheckpointError as e:
+        raise SetupError(" ".join(str(e).split())) from e
     return trainer.train()
 
 
-if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+def cli(argv=None) -> int:
+    """`python train_net.py ...`. Exit status 0, or 2 when the run could not start (one line)."""
+    args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    note = device_note(args.num_gpus)
+    if note:
+        print(note, file=sys.stderr)
+    try:
+        if args.num_gpus * args.num_machines > 1:
+            # Check in this process first: a worker's error would come back as N tracebacks.
+            prepare(args)
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except SetupError as e:
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

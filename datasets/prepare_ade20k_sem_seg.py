@@ -2,7 +2,8 @@
 """Convert ADE20K-150 (SceneParsing) labels to Detectron2's convention.
 
 ADE20K stores 0 for "unlabelled" and 1..150 for the classes. Detectron2's `ade20k_sem_seg_*`
-datasets expect 0..149 for the classes and 255 for unlabelled. Reads
+datasets expect 0..149 for the classes and 255 for unlabelled (a 255 already in a source file
+stays 255). Reads
     $DETECTRON2_DATASETS/ADEChallengeData2016/annotations/{training,validation}/*.png
 and writes
     $DETECTRON2_DATASETS/ADEChallengeData2016/annotations_detectron2/{training,validation}/*.png
@@ -26,8 +27,10 @@ def convert(name: str, src_dir: str, dst_dir: str) -> None:
     label = read_label_map(src)
     if label.ndim != 2:
         raise ValueError(f"{src}: expected a single-channel label map, got shape {label.shape}")
-    out = label.astype(np.int32) - 1  # 0 (unlabelled) -> -1
-    out[out < 0] = 255
+    out = label.astype(np.int32) - 1
+    # 0 (unlabelled) and an existing 255 (already "ignore" in files edited by other tools; it
+    # would otherwise become 254, a class id no model has) are both the ignore label.
+    out[(label == 0) | (label == 255)] = 255
     save_image(out.astype(np.uint8), os.path.join(dst_dir, name))
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Draw a trained MaskFormer's predictions on images, a video or a webcam stream.
 
+    python demo/demo.py --input photo.jpg       # ADE20K-150 R50 model-zoo weights (downloaded
+                                                # once); overlay written to demo_output/
     python demo/demo.py --config-file configs/quickstart/maskformer_R18_quickstart.yaml \\
         --input photos/ more/*.jpg one.png --output overlays/ \\
         --opts MODEL.WEIGHTS output/quickstart/model_final.pth
@@ -8,12 +10,18 @@
         --opts MODEL.WEIGHTS ...
     python demo/demo.py --config-file ... --webcam [--output webcam.mp4] --opts MODEL.WEIGHTS ...
 
-Overlays use Detectron2's Visualizer with the class names and colours of DATASETS.TEST[0].
-With several inputs (or a folder or glob), --output is a folder: each overlay is written there
-under its input's name (its path relative to an input folder), atomically. An input that cannot
-be read is reported on one line and skipped; the exit status is then 1. With MODEL.WEIGHTS empty
-(or weights that do not fit the model's head) the demo refuses to draw random output unless
---allow-random-weights is given.
+Without --config-file the demo uses configs/ade20k/maskformer_R50.yaml with the official
+model-zoo weights (MODEL.WEIGHTS defaults to their URL; Detectron2 downloads and caches them).
+Without --output, overlays of --input go to the folder demo_output/ (a video's to
+demo_output/<name>.mp4), and the demo prints where. Overlays use Detectron2's Visualizer with the
+class names and colours of DATASETS.TEST[0]. With several inputs (or a folder or glob), --output
+is a folder: each overlay is written there under its input's name (its path relative to an input
+folder), atomically. With MODEL.WEIGHTS empty (or weights that do not fit the model) the demo
+refuses to draw random output unless --allow-random-weights is given.
+
+Exit status: 0 all inputs drawn; 1 some inputs failed (each reported on one line, the others
+drawn); 2 nothing could be run (an argument, config key, config file, checkpoint or download
+error, reported on one line).
 """
 
 from __future__ import annotations
@@ -26,29 +34,20 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
-import torch
-from detectron2.utils.logger import setup_logger
-from detectron2.utils.video_visualizer import VideoVisualizer
-from tqdm import tqdm
+# Heavy modules (torch, OpenCV, Detectron2) are imported after the arguments are parsed, so that
+# --help and argument errors answer at once.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.data.io import (  # noqa: E402
-    display_rgb,
-    is_multichannel_format,
-    read_image,
-    save_image_atomically,
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "ade20k", "maskformer_R50.yaml")
+# The official model-zoo weights of DEFAULT_CONFIG (ADE20K-150, mIoU 44.5).
+DEFAULT_WEIGHTS = (
+    "https://dl.fbaipublicfiles.com/maskformer/semantic-ade20k/maskformer_R50_bs16_160k/"
+    "model_final_d8dbeb.pkl"
 )
-from maskformer.predictor import MaskFormerPredictor, UntrainedModelError  # noqa: E402
-from maskformer.visualization import (  # noqa: E402
-    TASKS,
-    draw_overlay,
-    draw_video_frame,
-    drawing_metadata,
-    drawing_size,
-)
+DEFAULT_OUTPUT = "demo_output"
+EXIT_SOME_FAILED, EXIT_NOTHING_RUN = 1, 2
+TASKS = ("panoptic", "instance", "semantic")  # as maskformer.visualization.TASKS, richest first
 
 # Overlays keep their input's name when OpenCV can write that format; other inputs get ".png".
 WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -67,7 +66,12 @@ class UsageError(ValueError):
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config-file", required=True, metavar="FILE", help="model config (YAML)")
+    p.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="model config (YAML); default: configs/ade20k/maskformer_R50.yaml with its "
+        "model-zoo weights",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--input",
@@ -84,7 +88,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="PATH",
         help="overlay file or folder; a video file (.mp4, .avi) or "
-        "folder for --video-input; for --webcam, a video file instead of a window",
+        f"folder for --video-input; for --webcam, a video file instead of a window "
+        f"(default: {DEFAULT_OUTPUT}/ for --input and --video-input)",
     )
     p.add_argument(
         "--task",
@@ -114,9 +119,22 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _has_key(opts: Sequence[str], key: str) -> bool:
+    return any(opts[i] == key for i in range(0, len(opts), 2))
+
+
 def setup_cfg(args) -> Tuple[object, str]:
     """The config and the task to draw; the model is set to compute only that output."""
-    cfg = get_maskformer_cfg(args.config_file, args.opts)
+    import torch
+
+    from maskformer import get_maskformer_cfg
+
+    opts = list(args.opts)
+    if args.config_file is None:
+        if not _has_key(opts, "MODEL.WEIGHTS"):
+            opts = ["MODEL.WEIGHTS", DEFAULT_WEIGHTS, *opts]
+        args.config_file = DEFAULT_CONFIG
+    cfg = get_maskformer_cfg(args.config_file, opts)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("CUDA is not available: running on the CPU")
         cfg.MODEL.DEVICE = "cpu"
@@ -253,6 +271,16 @@ class Timer:
 
 def run_images(predictor, metadata, task, planned, max_draw_pixels) -> Tuple[int, List[str]]:
     """Draw and write every overlay; returns (number written, one error line per failure)."""
+    from tqdm import tqdm
+
+    from maskformer.data.io import (
+        display_rgb,
+        is_multichannel_format,
+        read_image,
+        save_image_atomically,
+    )
+    from maskformer.visualization import draw_overlay, drawing_size
+
     errors: List[str] = []
     timer = Timer()
     done = 0
@@ -291,7 +319,9 @@ def run_images(predictor, metadata, task, planned, max_draw_pixels) -> Tuple[int
     return done, errors
 
 
-def _video_writer(path: str, fps: float, size: Tuple[int, int]) -> cv2.VideoWriter:
+def _video_writer(path: str, fps: float, size: Tuple[int, int]):
+    import cv2
+
     ext = os.path.splitext(path)[1].lower()
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*VIDEO_CODECS[ext]), fps, size)
     if not writer.isOpened():
@@ -302,6 +332,12 @@ def _video_writer(path: str, fps: float, size: Tuple[int, int]) -> cv2.VideoWrit
 def run_stream(predictor, metadata, task, capture, out_path: Optional[str], total=None) -> int:
     """Draw every frame of an opened VideoCapture into a video file written atomically, or into
     a window when `out_path` is None (Esc stops). Returns the number of frames drawn."""
+    import cv2
+    from detectron2.utils.video_visualizer import VideoVisualizer
+    from tqdm import tqdm
+
+    from maskformer.visualization import draw_video_frame
+
     visualizer = VideoVisualizer(metadata)
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and fps == fps and fps > 0 else 30.0
@@ -368,10 +404,11 @@ def run_stream(predictor, metadata, task, capture, out_path: Optional[str], tota
 
 def _video_output(args) -> Optional[str]:
     if args.output is None:
-        if args.video_input is not None:
-            raise UsageError("--video-input needs --output (a .mp4/.avi file or a folder)")
-        return None
-    out = args.output
+        if args.video_input is None:
+            return None  # webcam: a window
+        out = os.path.join(DEFAULT_OUTPUT, "")
+    else:
+        out = args.output
     if args.video_input is not None and (os.path.isdir(out) or out.endswith(("/", os.sep))):
         stem = os.path.splitext(os.path.basename(args.video_input))[0]
         out = os.path.join(out, stem + ".mp4")
@@ -384,59 +421,104 @@ def _video_output(args) -> Optional[str]:
     return out
 
 
+def _download_help(url: str) -> str:
+    return (
+        f"; two ways forward: train the quickstart model (bash tools/quickstart.sh, no download) "
+        "and pass --config-file configs/quickstart/maskformer_R18_quickstart.yaml --opts "
+        "MODEL.WEIGHTS output/quickstart/model_final.pth; or fetch "
+        f"{url} on a machine with access and pass --opts MODEL.WEIGHTS /path/to/"
+        f"{url.rsplit('/', 1)[-1]}"
+    )
+
+
+def _prepare(args):
+    """Config, metadata, outputs and the loaded model: (cfg, task, metadata, plan, predictor),
+    where plan is (planned overlays, input errors, default folder used) or the video path."""
+    from maskformer.predictor import MaskFormerPredictor
+    from maskformer.visualization import drawing_metadata
+
+    cfg, task = setup_cfg(args)
+    metadata = drawing_metadata(cfg.DATASETS.TEST[0], cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    if args.input is not None:
+        output = args.output if args.output is not None else os.path.join(DEFAULT_OUTPUT, "")
+        jobs, errors, expanded = collect_inputs(args.input, output)
+        plan = (plan_outputs(jobs, output, expanded) if jobs else [], errors)
+    else:
+        plan = _video_output(args)
+        if args.video_input is not None and not os.path.isfile(args.video_input):
+            raise UsageError(f"--video-input {args.video_input}: no such file")
+    if "://" in cfg.MODEL.WEIGHTS:
+        from maskformer.checkpoint import download
+
+        download(cfg.MODEL.WEIGHTS)  # before building the model: offline, say so at once
+    predictor = MaskFormerPredictor.from_config(cfg, allow_random_weights=args.allow_random_weights)
+    return cfg, task, metadata, plan, predictor
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0, 1 if some inputs failed, 2 if nothing could be run."""
     args = get_parser().parse_args(argv)
+    import yaml
+    from detectron2.utils.logger import setup_logger
+
+    from maskformer.checkpoint import (
+        CheckpointDownloadError,
+        CheckpointError,
+        UntrainedModelError,
+    )
+    from maskformer.config import ConfigKeyError
+
     setup_logger(name="maskformer")
     try:
-        cfg, task = setup_cfg(args)
-        metadata = drawing_metadata(cfg.DATASETS.TEST[0], cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
-        if args.input is not None:
-            if args.output is None:
-                raise UsageError("--input needs --output (an image file or a folder)")
-            jobs, errors, expanded = collect_inputs(args.input, args.output)
-            planned = plan_outputs(jobs, args.output, expanded) if jobs else []
-        else:
-            out_path = _video_output(args)
-            if args.video_input is not None and not os.path.isfile(args.video_input):
-                raise UsageError(f"--video-input {args.video_input}: no such file")
-        predictor = MaskFormerPredictor.from_config(
-            cfg, allow_random_weights=args.allow_random_weights
-        )
+        cfg, task, metadata, plan, predictor = _prepare(args)
     except UntrainedModelError as e:
         print(f"demo: error: {e} (--allow-random-weights)", file=sys.stderr)
-        return 2
-    except (UsageError, ValueError, OSError) as e:
+        return EXIT_NOTHING_RUN
+    except CheckpointDownloadError as e:
+        print(f"demo: error: {e}{_download_help(e.url)}", file=sys.stderr)
+        return EXIT_NOTHING_RUN
+    except (UsageError, ValueError, OSError, CheckpointError, ConfigKeyError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING_RUN
+    except yaml.YAMLError as e:
+        message = " ".join(str(e).split())
+        print(f"demo: error: {args.config_file}: not valid YAML ({message})", file=sys.stderr)
+        return EXIT_NOTHING_RUN
 
     if args.input is not None:
+        planned, errors = plan
         for e in errors:
             print(f"demo: error: {e}", file=sys.stderr)
-        _, failed = run_images(
+        written, failed = run_images(
             predictor, metadata, task, planned, int(args.max_draw_megapixels * 1e6)
         )
-        if planned and args.output:
-            print(f"demo: overlays in {args.output}")
-        return 1 if errors or failed else 0
+        if written == 1 and len(planned) == 1:
+            print(f"demo: overlay in {planned[0][1]}")
+        elif written:
+            folder = args.output if args.output is not None else DEFAULT_OUTPUT
+            print(f"demo: {written} overlay{'s' * (written != 1)} in {folder}")
+        return EXIT_SOME_FAILED if errors or failed else 0
 
+    import cv2
+
+    out_path = plan
     source = args.video_input if args.video_input is not None else args.webcam
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"video {source}" if args.video_input is not None else f"camera {source}"
         print(f"demo: error: cannot open {what}", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING_RUN
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video_input is not None else None
     try:
         frames = run_stream(predictor, metadata, task, capture, out_path, total=total or None)
     except (UsageError, OSError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING_RUN
     finally:
         capture.release()
     if frames == 0:
         print(f"demo: error: no frame could be read from {source}", file=sys.stderr)
-        return 1
+        return EXIT_SOME_FAILED
     if out_path:
         print(f"demo: video in {out_path}")
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import importlib
 import io
 import logging
@@ -42,11 +43,14 @@ from .modeling.backbone.input_channels import adapt_input_convs, rgb_shaped
 from .utils.file_io import write_atomically
 
 __all__ = [
+    "CheckpointDownloadError",
     "CheckpointError",
     "CheckpointMismatchError",
     "LoadReport",
     "MaskFormerCheckpointer",
     "UnsafeCheckpointError",
+    "UntrainedModelError",
+    "check_trained",
     "read_checkpoint",
     "read_pickle",
 ]
@@ -64,6 +68,18 @@ class UnsafeCheckpointError(CheckpointError):
 
 class CheckpointMismatchError(CheckpointError):
     """Strict loading found weights that are missing, unexpected or of another shape."""
+
+
+class CheckpointDownloadError(CheckpointError):
+    """MODEL.WEIGHTS is a URL that cannot be downloaded (offline, moved, no permission)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: cannot download the weights ({reason})")
+        self.url = url
+
+
+class UntrainedModelError(CheckpointError, ValueError):
+    """MODEL.WEIGHTS is empty or leaves tensors of the model with random values."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +419,60 @@ def _check_architecture(
         )
 
 
+# Tensor name fragment -> the config key that sets its shape or existence (first match wins).
+_CONFIG_KEY_OF_TENSOR = (
+    ("class_embed", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("query_embed", "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES"),
+    ("predictor.weight", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("predictor.bias", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"),
+    ("decoder.layers", "MODEL.MASK_FORMER.DEC_LAYERS"),
+    ("encoder.layers", "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS"),
+    ("linear1", "MODEL.MASK_FORMER.DIM_FEEDFORWARD"),
+    ("mask_embed", "MODEL.SEM_SEG_HEAD.MASK_DIM"),
+    ("mask_features", "MODEL.SEM_SEG_HEAD.MASK_DIM"),
+    ("pixel_decoder", "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME or CONVS_DIM"),
+    ("predictor.", "MODEL.MASK_FORMER.HIDDEN_DIM"),
+    ("backbone.", "MODEL.BACKBONE.NAME / MODEL.RESNETS.* / MODEL.SWIN.*"),
+)
+
+
+def _config_key_of(tensor: str) -> str:
+    for fragment, key in _CONFIG_KEY_OF_TENSOR:
+        if fragment in tensor:
+            return key
+    return "MODEL.META_ARCHITECTURE / MODEL.SEM_SEG_HEAD.NAME"
+
+
+def _needs_training(key: str) -> bool:
+    # The criterion's buffer is a loss constant the config sets, unused at inference.
+    return not key.startswith("criterion.")
+
+
+def check_trained(report: LoadReport) -> None:
+    """Refuse weights that leave a tensor of the model missing or of another shape.
+
+    Evaluating or running such a model would give the numbers of a partly random network.
+
+    Raises:
+        UntrainedModelError: one line naming the file, the tensors with their shapes in the
+            file and in the model, and the config keys that likely differ.
+    """
+    mismatched = [m for m in report.shape_mismatches if _needs_training(m[0])]
+    missing = [k for k in report.missing if _needs_training(k)]
+    if not mismatched and not missing:
+        return
+    shown = [f"{k} {tuple(f)} in file, {tuple(m)} in model" for k, f, m in mismatched[:4]]
+    shown += [f"{k} missing in file" for k in missing[: max(0, 4 - len(shown))]]
+    more = len(mismatched) + len(missing) - len(shown)
+    keys = sorted({_config_key_of(k) for k in [m[0] for m in mismatched] + missing})
+    raise UntrainedModelError(
+        f"{report.path}: not trained weights for this config: {len(mismatched) + len(missing)} "
+        f"tensors of the model would keep random values ({'; '.join(shown)}"
+        f"{f'; ... {more} more' if more > 0 else ''}). Likely config key: {', '.join(keys)}; "
+        "pass the config the weights were trained with (or fine-tune: train without --eval-only)"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The checkpointer
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +503,7 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         save_dir: str = "",
         *,
         strict: bool = False,
+        require_trained: bool = False,
         save_to_disk: Optional[bool] = None,
         **checkpointables: Any,
     ):
@@ -443,12 +514,16 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
             strict: raise `CheckpointMismatchError`, loading nothing, if any weight of the model
                 is missing from the file, or the file has weights the model lacks or of another
                 shape. Otherwise those are skipped and listed in a warning.
+            require_trained: raise `UntrainedModelError` (`check_trained`), loading nothing, if
+                the file leaves a tensor of the model missing or of another shape (evaluation,
+                inference).
             save_to_disk: write checkpoints (default: only on the main process).
             checkpointables: other objects with `state_dict` / `load_state_dict` (optimizer,
                 scheduler, ...), saved and resumed alongside the model.
         """
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
+        self.require_trained = require_trained
         self.last_report: Optional[LoadReport] = None
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -476,6 +551,8 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
     def load(self, path: str, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
+        if path and "://" in path:
+            download(path)
         return super().load(path, *args, **kwargs)
 
     def _torch_load(self, f):
@@ -500,9 +577,63 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
             raise CheckpointMismatchError(
                 "Strict loading refused, nothing was loaded:\n" + report.summary()
             )
+        if self.require_trained:
+            check_trained(report)
         logger.info(report.summary())
         checkpoint["model"] = state
         # Names are final now; Detectron2 must not match them again. Its loader skips (and
         # lists by name) the shape mismatches and unexpected keys the report holds.
         checkpoint.pop("matching_heuristics", None)
         return checkpoint
+
+
+def download(url: str) -> str:
+    """The local copy of `url`, downloaded once and cached by Detectron2's PathManager.
+
+    A failure is one `CheckpointDownloadError` naming the URL and the reason, instead of the
+    download library's progress bar, log line and traceback.
+    """
+    from detectron2.utils.file_io import PathManager
+
+    plain = url.split("?", 1)[0]  # Detectron2's "?matching_heuristics=True" is no part of it
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+            return PathManager.get_local_path(plain)
+    except Exception as e:  # URLError, HTTPError, ssl and socket errors, handler errors
+        reason = getattr(e, "reason", None) or e
+        raise CheckpointDownloadError(url, " ".join(str(reason).split())) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Detectron2's own loader
+# ---------------------------------------------------------------------------------------------
+
+_detectron2_load_file = DetectionCheckpointer._load_file
+
+
+def _load_file_reading_unsigned_model_zoo_pickles(self, filename: str) -> Dict[str, Any]:
+    """`DetectionCheckpointer._load_file`, which also reads model-zoo pickles lacking "__author__".
+
+    Detectron2 takes a `.pkl` without "__author__" for a Caffe2 blob dict, wraps its "model"
+    entry as if it were one weight and fails ("Unsupported type found in checkpoint! model:
+    <class 'dict'>"): such a file cannot be loaded by `DefaultPredictor` or
+    `DetectionCheckpointer` at all. Here a `.pkl` whose "model" entry is a dict is read as the
+    model-zoo file it is (the heads rename the published pixel-decoder names themselves); every
+    other file is read by Detectron2 as before, so nothing Detectron2 loads changes.
+    """
+    if filename.endswith(".pkl"):
+        try:
+            data = read_pickle(filename)
+        except UnsafeCheckpointError:
+            data = None  # Detectron2's unrestricted reader decides, as it always did
+        if isinstance(data, dict) and isinstance(data.get("model"), Mapping):
+            if "__author__" not in data:
+                self.logger.info(f"{filename}: a model-zoo file without '__author__'")
+                data["__author__"] = "unknown"
+            return data
+    return _detectron2_load_file(self, filename)
+
+
+if DetectionCheckpointer._load_file is _detectron2_load_file:
+    DetectionCheckpointer._load_file = _load_file_reading_unsigned_model_zoo_pickles

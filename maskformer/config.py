@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from typing import List
 
 import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
-__all__ = ["add_maskformer_config", "get_maskformer_cfg", "merge_config_file", "UnsafeConfigError"]
+__all__ = [
+    "ConfigKeyError",
+    "UnsafeConfigError",
+    "add_maskformer_config",
+    "get_maskformer_cfg",
+    "merge_config_file",
+]
 
 
 def add_maskformer_config(cfg: CN) -> None:
@@ -133,9 +141,42 @@ def add_maskformer_config(cfg: CN) -> None:
     # With OPTIMIZE: semantic output "sem_seg_labels" (H, W) class ids only, no "sem_seg" scores.
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY = False
 
+    # Loading weights.
+    # Refuse MODEL.WEIGHTS unless every tensor of the model and of the file match by name and
+    # shape (training, --eval-only, the predictor). Off: training skips missing tensors and
+    # tensors of another shape (listed by name, for fine-tuning); evaluation and inference still
+    # refuse weights that leave any tensor of the model random.
+    cfg.MODEL.WEIGHTS_STRICT = False
+    # Evaluation batches: up to this many images, all of one size (so the batch size never
+    # changes a result; maskformer/data/test_loader.py).
+    cfg.TEST.IMS_PER_BATCH = 1
+
 
 class UnsafeConfigError(ValueError):
     """A config file asks YAML to construct Python objects (a `!!python/...` tag)."""
+
+
+class ConfigKeyError(KeyError):
+    """A config file or override names a key that does not exist, or gives it a bad value."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _all_keys(cfg: CN, prefix: str = "") -> List[str]:
+    keys = []
+    for k, v in cfg.items():
+        keys += _all_keys(v, f"{prefix}{k}.") if isinstance(v, CN) else [prefix + k]
+    return keys
+
+
+def _key_error(cfg: CN, error: Exception, where: str) -> ConfigKeyError:
+    """yacs' error (an assertion or KeyError "Non-existent key: X") with the closest keys."""
+    message = " ".join(str(error.args[0] if error.args else error).split())
+    key = message.rsplit(" ", 1)[-1] if "Non-existent" in message else ""
+    close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6) if key else []
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigKeyError(f"{where}: {message}{hint}")
 
 
 def _check_plain_yaml(path: str, seen: set[str]) -> None:
@@ -180,14 +221,27 @@ def get_maskformer_cfg(config_file: str = "", opts=None):
     Args:
         config_file: a plain-YAML config (refused if it has `!!python` tags); "" for defaults.
         opts: "KEY VALUE" overrides, as a flat list.
+    Raises:
+        ConfigKeyError: a key that does not exist (with the closest existing keys) or a value
+            of the wrong type, naming the file or "command-line options".
+        UnsafeConfigError: a `!!python` tag.
+        FileNotFoundError: a config file (or a `_BASE_`) does not exist.
     """
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_maskformer_config(cfg)
-    if config_file:
-        merge_config_file(cfg, config_file)
-    if opts:
-        cfg.merge_from_list(_dataset_names_as_tuples(list(opts)))
+    try:
+        if config_file:
+            merge_config_file(cfg, config_file)
+    except (KeyError, AssertionError, ValueError, TypeError) as e:
+        if isinstance(e, UnsafeConfigError):
+            raise
+        raise _key_error(cfg, e, config_file) from None
+    try:
+        if opts:
+            cfg.merge_from_list(_dataset_names_as_tuples(list(opts)))
+    except (KeyError, AssertionError, ValueError, TypeError) as e:
+        raise _key_error(cfg, e, "command-line options") from None
     return cfg
 
 

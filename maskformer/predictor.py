@@ -31,7 +31,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 from torch import Tensor, nn
 
-from .checkpoint import MaskFormerCheckpointer
+from .checkpoint import MaskFormerCheckpointer, UntrainedModelError, check_trained
 from .data.io import is_multichannel_format
 from .modeling.inference_transforms import optimize_from_config
 from .modeling.resample import resized_argmax
@@ -44,10 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class UntrainedModelError(ValueError):
-    """MODEL.WEIGHTS is empty or does not hold trained weights for the model's head."""
 
 
 @dataclass
@@ -135,9 +131,12 @@ class MaskFormerPredictor:
         inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE).
 
         Raises:
-            UntrainedModelError: MODEL.WEIGHTS is empty, or the file lacks weights of the head
-                (missing or of another shape, e.g. another number of classes), so that the
-                outputs would be random; unless `allow_random_weights`, which only warns.
+            UntrainedModelError: MODEL.WEIGHTS is empty, or the file leaves a tensor of the
+                model missing or of another shape (e.g. another number of classes), so
+                that the outputs would be partly random; unless `allow_random_weights`, which
+                only warns.
+            CheckpointMismatchError: MODEL.WEIGHTS_STRICT and any tensor of the model or the
+                file does not match by name and shape.
         """
         model = build_model(cfg)
         weights = cfg.MODEL.WEIGHTS
@@ -147,19 +146,16 @@ class MaskFormerPredictor:
                 "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
             )
         else:
-            checkpointer = MaskFormerCheckpointer(model)
-            checkpointer.load(weights)
-            report = checkpointer.last_report
-            untrained = [k for k in report.missing if not k.startswith("backbone.")]
-            untrained += [k for k, _, _ in report.shape_mismatches if not k.startswith("backbone.")]
+            # Refused before loading, so that the loader's own warnings do not come first.
+            checkpointer = MaskFormerCheckpointer(
+                model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=not allow_random_weights
+            )
             problem = ""
-            if untrained:
-                problem = (
-                    f"MODEL.WEIGHTS '{weights}' has no usable weights for {len(untrained)} tensors "
-                    f"of the model's head (e.g. {', '.join(untrained[:3])}): missing, or of "
-                    "another shape (another NUM_CLASSES or NUM_OBJECT_QUERIES?). It is not a "
-                    "trained model for this config, and the output would be partly random"
-                )
+            try:
+                checkpointer.load(weights)
+                check_trained(checkpointer.last_report)
+            except UntrainedModelError as e:
+                problem = str(e)
         if problem:
             if not allow_random_weights:
                 raise UntrainedModelError(problem + "; or allow random weights explicitly.")

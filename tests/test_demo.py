@@ -13,6 +13,7 @@ from detectron2.modeling import build_model
 from PIL import Image
 
 from maskformer import get_maskformer_cfg
+from maskformer.data.io import read_image
 from tests.common import REPO_ROOT
 from tests.scripts import load_script
 
@@ -154,7 +155,7 @@ def test_images_of_every_kind_for_each_task(task, models, tmp_path, capsys):
             assert im.format == ("JPEG" if name.endswith(".jpg") else "PNG")
             assert (im.height, im.width) == (h, w), name
     # Something was drawn over the image.
-    original = demo.read_image(str(inputs / "colour.jpg"), "RGB").astype(int)
+    original = read_image(str(inputs / "colour.jpg"), "RGB").astype(int)
     drawn = np.asarray(Image.open(out / "colour.jpg")).astype(int)
     assert np.abs(drawn - original).mean() > 5
     assert f"demo: {len(GOOD)} images in" in stdout and "s per image" in stdout
@@ -200,7 +201,7 @@ def test_weights_of_another_model_are_refused(models, tmp_path, capsys):
         capsys, config, other, "--input", str(image), "--output", str(tmp_path / "o.png")
     )
     assert status == 2
-    assert "not a trained model for this config" in stderr
+    assert "not trained weights for this config" in stderr
     assert "sem_seg_head.predictor.class_embed" in stderr
 
 
@@ -321,3 +322,112 @@ def test_large_photograph_in_bounded_memory(models, tmp_path):
         assert im.size == (8000, 6000)
     peak = float(run.stdout.split("peak GiB ")[1].split()[0])
     assert peak < 2.0, run.stdout  # measured 1.5 GiB, of which 0.8 GiB is torch and detectron2
+
+
+# --- the commands as typed ------------------------------------------------------------------
+
+IMPORTS_AFTER = """
+import runpy, sys
+sys.argv = ["demo/demo.py", *{argv!r}]
+try:
+    runpy.run_path("demo/demo.py", run_name="__main__")
+except SystemExit as e:
+    status = e.code
+print("heavy:", sorted(m for m in ("torch", "cv2", "detectron2") if m in sys.modules))
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, status", [(["--help"], 0), ([], 2), (["--input", "a.jpg", "--task", "x"], 2)]
+)
+def test_help_and_argument_errors_answer_before_heavy_imports(argv, status):
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORTS_AFTER.format(argv=argv)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == status, run.stderr
+    assert "heavy: []" in run.stdout
+    if status == 2:
+        assert run.stderr.strip().splitlines()[-1].startswith("demo.py: error:")
+
+
+def test_default_config_and_weights_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    # As typed by a new user: no --config-file, no --output, no network.
+    import urllib.error
+
+    from detectron2.utils.file_io import PathManager
+
+    def offline(path, **kwargs):
+        if "://" in path:
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+        return path
+
+    monkeypatch.setattr(PathManager, "get_local_path", offline)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(_rgb(20, 30)).save(tmp_path / "img.jpg")
+    status = demo.main(["--input", "img.jpg"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("demo:")]
+    assert status == 2
+    assert len(err) == 1
+    assert demo.DEFAULT_WEIGHTS in err[0] and "cannot download" in err[0]
+    assert "tools/quickstart.sh" in err[0] and "--opts MODEL.WEIGHTS" in err[0]
+    assert "ImageNet" not in err[0] and "R-50.pkl" not in err[0]
+    assert os.listdir(tmp_path) == ["img.jpg"]
+
+
+def test_without_output_the_overlay_goes_to_the_default_folder(models, tmp_path, capsys,
+                                                                monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(_rgb(20, 30)).save(tmp_path / "img.jpg")
+    config, opts = models["semantic"]
+    status, stdout, _ = _run(capsys, config, opts, "--input", "img.jpg")
+    assert status == 0
+    assert os.path.join("demo_output", "img.jpg") in stdout
+    with Image.open(tmp_path / "demo_output" / "img.jpg") as im:
+        assert im.size == (30, 20)
+
+
+def test_a_failed_input_is_not_announced_as_an_overlay(models, tmp_path, capsys):
+    config, opts = models["semantic"]
+    out = str(tmp_path / "out") + os.sep
+    status, stdout, stderr = _run(capsys, config, opts, "--input", str(tmp_path / "none.jpg"),
+                                  "--output", out)  # fmt: skip
+    assert status == 1 and "none.jpg" in stderr
+    assert "overlay" not in stdout and not (tmp_path / "out").exists()
+    Image.fromarray(_rgb(20, 30)).save(tmp_path / "a.png")
+    status, stdout, _ = _run(capsys, config, opts, "--input", str(tmp_path / "a.png"),
+                             str(tmp_path / "none.jpg"), "--output", out)  # fmt: skip
+    assert status == 1 and f"demo: 1 overlay in {out}" in stdout
+    assert os.listdir(tmp_path / "out") == ["a.png"]
+
+
+def test_config_and_checkpoint_errors_are_one_line(models, tmp_path, capsys):
+    config, opts = models["semantic"]
+    image = tmp_path / "a.png"
+    Image.fromarray(_rgb(20, 30)).save(image)
+    args = ["--input", str(image), "--output", str(tmp_path / "o.png")]
+
+    def one_line(*extra):
+        status, _, stderr = _run(capsys, config, [*opts, *extra], *args)
+        lines = [ln for ln in stderr.splitlines() if ln.startswith("demo:")]
+        assert status == 2 and len(lines) == 1 and "Traceback" not in stderr, stderr
+        assert not (tmp_path / "o.png").exists()
+        return lines[0]
+
+    line = one_line("MODEL.MASK_FORMER.NUM_QUERIES", "8")
+    assert (
+        "MODEL.MASK_FORMER.NUM_QUERIES" in line and "MODEL.MASK_FORMER.NUM_OBJECT_QUERIES" in line
+    )
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(open(opts[-1], "rb").read()[:1000])
+    line = one_line("MODEL.WEIGHTS", str(truncated))
+    assert str(truncated) in line
+    malicious = tmp_path / "evil.pkl"
+    malicious.write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR.")
+    line = one_line("MODEL.WEIGHTS", str(malicious))
+    assert str(malicious) in line and "refused" in line
+    assert not (tmp_path / "pwned").exists()

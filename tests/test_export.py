@@ -1,6 +1,8 @@
 """Export of the network (images -> class and mask logits): torch.export and ONNX round trips."""
 
 import os
+import subprocess
+import sys
 
 import onnxruntime
 import pytest
@@ -9,7 +11,7 @@ from detectron2.modeling import build_model
 
 from maskformer.export import MaskFormerLogits, export_program
 from maskformer.modeling.inference_transforms import optimize_for_inference
-from tests.common import randomize_, tiny_cfg
+from tests.common import REPO_ROOT, randomize_, tiny_cfg
 from tests.scripts import load_script
 
 # Frozen BN: with the inference transforms, the folded convolutions are what gets exported.
@@ -61,7 +63,7 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
     (tmp_path / "tiny.yaml").write_text(cfg.dump())
     out = tmp_path / "tiny.onnx"
     argv = ["--config-file", str(tmp_path / "tiny.yaml"), "--format", "onnx"]
-    argv += ["--output", str(out), "--size", "64", "96", "--batch", "2"]
+    argv += ["--output", str(out), "--size", "64", "96", "--batch", "2", "--allow-random-weights"]
     diffs = _tool().main(argv)
     assert set(diffs) == {"pred_logits", "pred_masks"}
     assert max(diffs.values()) < 1e-4
@@ -70,3 +72,31 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["pred_logits", "pred_masks"]
     assert session.get_outputs()[1].shape == [2, 8, 16, 24]
+
+
+def test_export_refuses_weights_that_leave_the_model_random(tmp_path):
+    cfg = tiny_cfg(*OPTS)
+    (tmp_path / "tiny.yaml").write_text(cfg.dump())
+    out = tmp_path / "tiny.onnx"
+    argv = ["--config-file", str(tmp_path / "tiny.yaml"), "--format", "onnx", "--output", str(out)]
+    tool = _tool()
+    with pytest.raises(tool.SetupError, match="MODEL.WEIGHTS is empty"):
+        tool.main(argv)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "tools/export_model.py",
+            *argv,
+            "--opts",
+            "MODEL.MASK_FORMER.NUM_QUERY",
+            "8",
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("export_model: error: command-line")
+    assert "MODEL.MASK_FORMER.NUM_QUERY" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()

@@ -130,7 +130,7 @@ def test_from_config_refuses_random_weights(tmp_path):
     backbone = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
     torch.save({"model": backbone}, tmp_path / "backbone.pth")
     cfg.MODEL.WEIGHTS = str(tmp_path / "backbone.pth")
-    with pytest.raises(UntrainedModelError, match="has no usable weights"):
+    with pytest.raises(UntrainedModelError, match="not trained weights for this config"):
         MaskFormerPredictor.from_config(cfg)
     torch.save({"model": model.state_dict()}, tmp_path / "full.pth")
     cfg.MODEL.WEIGHTS = str(tmp_path / "full.pth")

@@ -12,6 +12,8 @@ The input is a (B, 3, H, W) float image in the model's channel order (INPUT.FORM
 quarter of the input padded to MODEL.MASK_FORMER.SIZE_DIVISIBILITY; `maskformer.modeling.
 postprocessing` turns both outputs into semantic, panoptic or instance results.
 
+Weights that leave a tensor of the model random (or no weights) are refused unless
+--allow-random-weights. Exit status 2 and one line for config, checkpoint or argument errors.
 After exporting, the exported model is run on a random image and compared with the eager model
 (the ONNX file with onnxruntime, if installed); the maximum differences are printed.
 """
@@ -23,17 +25,9 @@ import os
 import sys
 from typing import Dict
 
-import torch
-
+# torch, Detectron2 and maskformer are imported after the arguments are parsed: --help and
+# argument errors answer at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.modeling import build_model  # noqa: E402
-
-from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.checkpoint import MaskFormerCheckpointer  # noqa: E402
-from maskformer.export import MaskFormerLogits, export_onnx, export_program  # noqa: E402
-from maskformer.modeling.inference_transforms import optimize_from_config  # noqa: E402
-from maskformer.utils import write_atomically  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,12 +38,19 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--normalized-input", action="store_true", help="input normalised already")
+    p.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="export even if MODEL.WEIGHTS is empty or leaves tensors of the model random",
+    )
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides")
     return p.parse_args(argv)
 
 
-def run_exported(fmt: str, path: str, images: torch.Tensor):
+def run_exported(fmt: str, path: str, images):
     """Outputs of the exported file on `images`, or None if its runtime is not installed."""
+    import torch
+
     if fmt == "pt2":
         return torch.export.load(path).module()(images)
     try:
@@ -61,13 +62,18 @@ def run_exported(fmt: str, path: str, images: torch.Tensor):
 
 
 def main(argv=None) -> Dict[str, float]:
+    """Export; returns the largest differences between the exported and the eager model.
+
+    Raises:
+        SetupError: the config, the weights or the arguments do not give a trained model.
+    """
     args = parse_args(argv)
-    cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
-    model = build_model(cfg)
-    if cfg.MODEL.WEIGHTS:
-        MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    # MODEL.MASK_FORMER.TEST.OPTIMIZE; the exported weights are stored contiguous anyway.
-    optimize_from_config(model, cfg, channels_last=False)
+    import torch
+
+    from maskformer.export import MaskFormerLogits, export_onnx, export_program
+    from maskformer.utils import write_atomically
+
+    cfg, model = _trained_model(args)
     module = MaskFormerLogits(model, normalize=not args.normalized_input)
     images = torch.rand(args.batch, 3, *args.size, generator=torch.Generator().manual_seed(0))
     if not args.normalized_input:
@@ -94,5 +100,45 @@ def main(argv=None) -> Dict[str, float]:
     return diffs
 
 
+class SetupError(RuntimeError):
+    """Nothing was exported: a config, checkpoint or argument problem, in one line."""
+
+
+def _trained_model(args):
+    import yaml
+    from detectron2.modeling import build_model
+
+    from maskformer import get_maskformer_cfg
+    from maskformer.checkpoint import CheckpointError, MaskFormerCheckpointer, check_trained
+    from maskformer.config import ConfigKeyError, UnsafeConfigError
+    from maskformer.modeling.inference_transforms import optimize_from_config
+
+    try:
+        cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+        model = build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            checkpointer = MaskFormerCheckpointer(model, strict=cfg.MODEL.WEIGHTS_STRICT)
+            checkpointer.load(cfg.MODEL.WEIGHTS)
+            if not args.allow_random_weights:
+                check_trained(checkpointer.last_report)
+        elif not args.allow_random_weights:
+            raise SetupError(
+                "MODEL.WEIGHTS is empty: the exported network would have random weights "
+                "(--opts MODEL.WEIGHTS file, or --allow-random-weights)"
+            )
+    except (CheckpointError, ConfigKeyError, UnsafeConfigError, FileNotFoundError) as e:
+        raise SetupError(" ".join(str(e).split())) from None
+    except yaml.YAMLError as e:
+        message = " ".join(str(e).split())
+        raise SetupError(f"{args.config_file}: not valid YAML ({message})") from None
+    # MODEL.MASK_FORMER.TEST.OPTIMIZE; the exported weights are stored contiguous anyway.
+    optimize_from_config(model, cfg, channels_last=False)
+    return cfg, model
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SetupError as e:
+        print(f"export_model: error: {e}", file=sys.stderr)
+        sys.exit(2)

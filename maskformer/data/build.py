@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 import random
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from .dataset_mapper import (
     MaskFormerSemanticDatasetMapper,
 )
 from .io import is_multichannel_format
+from .test_loader import SameSizeBatches
 
 __all__ = [
     "MAPPERS",
@@ -179,9 +180,12 @@ def build_test_mapper(cfg) -> Callable[[Dict], Dict]:
     return DatasetMapper(cfg, False)
 
 
-def build_test_loader(cfg, dataset_name: str) -> DataLoader:
-    """Detectron2's test loader with `build_test_mapper`."""
-    return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+def build_test_loader(cfg, dataset_name: str) -> Iterable[List[Dict]]:
+    """Detectron2's test loader with `build_test_mapper`, batching up to TEST.IMS_PER_BATCH
+    images of one size (`SameSizeBatches`: the batch size never changes a result)."""
+    loader = build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+    batch_size = cfg.TEST.IMS_PER_BATCH
+    return loader if batch_size == 1 else SameSizeBatches(loader, batch_size)
 
 
 def build_train_loader(cfg, mapper: Callable[[Dict], Dict], *, seed: int) -> DataLoader:

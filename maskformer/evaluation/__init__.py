@@ -1,4 +1,10 @@
-from .build import EVALUATORS, EvaluationOptions, build_evaluator, evaluation_options
+from .build import (
+    EVALUATORS,
+    EvaluationOptions,
+    build_evaluator,
+    evaluation_options,
+    reads_semantic_labels,
+)
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator, pq_image_stats, pq_summary
 from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
@@ -18,5 +24,6 @@ __all__ = [
     "pq_image_stats",
     "pq_summary",
     "predicted_labels",
+    "reads_semantic_labels",
     "semantic_metrics",
 ]

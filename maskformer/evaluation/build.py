@@ -138,6 +138,12 @@ def build_evaluator(
     return evaluators[0] if len(evaluators) == 1 else DatasetEvaluators(evaluators)
 
 
+def reads_semantic_labels(dataset_name: str) -> bool:
+    """Whether the evaluators of `dataset_name` can read the semantic output as "sem_seg_labels"
+    (ours can; Detectron2's Cityscapes evaluator takes the argmax of "sem_seg" scores)."""
+    return MetadataCatalog.get(dataset_name).get("evaluator_type") != "cityscapes_sem_seg"
+
+
 def evaluation_options(cfg) -> EvaluationOptions:
     """The evaluation options a config implies."""
     test = cfg.MODEL.MASK_FORMER.TEST

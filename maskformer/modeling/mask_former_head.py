@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
@@ -39,6 +39,12 @@ class MaskFormerHead(nn.Module):
         self.predictor = predictor
         self.transformer_in_feature = transformer_in_feature
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Every loader (Detectron2's DetectionCheckpointer and DefaultPredictor, plain
+        # load_state_dict) passes through here, so the published layout is renamed here.
+        rename_published_pixel_decoder_keys(state_dict, prefix, self.pixel_decoder.state_dict())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         in_channels = predictor_in_channels(cfg, input_shape)
@@ -53,6 +59,27 @@ class MaskFormerHead(nn.Module):
         mask_features, extra = self.pixel_decoder(features)
         x = attended_feature(self.transformer_in_feature, features, extra)
         return self.predictor(x, mask_features)
+
+
+def rename_published_pixel_decoder_keys(
+    state_dict: Dict[str, Tensor], prefix: str, pixel_decoder_state: Dict[str, Tensor]
+) -> List[str]:
+    """Rename, in place, `{prefix}X` to `{prefix}pixel_decoder.X` for the pixel decoder's X.
+
+    The published checkpoints name the pixel decoder's tensors directly under the head
+    (`sem_seg_head.adapter_1.weight`); the official code renames them only when the state dict's
+    version metadata says so, which the published pickles do not carry. Key names tell the
+    layouts apart: a key is renamed only if the pixel decoder has that name and the state dict
+    does not already hold it in the current layout, so current-layout state dicts load unchanged.
+    Returns the renamed keys (old names).
+    """
+    renamed = []
+    for name in pixel_decoder_state:
+        old, new = prefix + name, prefix + "pixel_decoder." + name
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)
+            renamed.append(old)
+    return renamed
 
 
 def predictor_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:

@@ -25,7 +25,11 @@ from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from torch import Tensor, nn
 
-from .mask_former_head import attended_feature, predictor_in_channels
+from .mask_former_head import (
+    attended_feature,
+    predictor_in_channels,
+    rename_published_pixel_decoder_keys,
+)
 from .pixel_decoder import build_pixel_decoder
 from .transformer_predictor import TransformerPredictor
 
@@ -75,6 +79,11 @@ class PerPixelBaselineHead(nn.Module):
         self.predictor = predictor
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Published checkpoints name the pixel decoder directly under the head, as MaskFormerHead.
+        rename_published_pixel_decoder_keys(state_dict, prefix, self.pixel_decoder.state_dict())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):

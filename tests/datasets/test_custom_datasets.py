@@ -275,3 +275,52 @@ def test_register_panoptic_and_check(tmp_path, datasets_dir, capsys):
     assert "image without a panoptic annotation" in messages["extra.jpg"]
     assert check_tool.main(["my_pan", "--workers", "1"]) == 1
     assert check_tool.main(["no_such_dataset"]) == 2
+
+
+def _panoptic_with_category_zero(root, *, in_categories):
+    """A panoptic split whose wall category (a stuff class) gets id 0 in segments_info, and
+    also in the categories list if `in_categories`."""
+    write_panoptic_split(str(root), "val", 2, seed=5, size_range=(40, 50))
+    path = root / "annotations" / "panoptic_val2017.json"
+    data = json.loads(path.read_text())
+    wall = next(c for c in data["categories"] if not c["isthing"])
+    segments = []
+    for ann in data["annotations"]:
+        for seg in ann["segments_info"]:
+            if seg["category_id"] == wall["id"]:
+                seg["category_id"] = 0
+                segments.append((ann["file_name"], seg["id"]))
+    if in_categories:
+        wall["id"] = 0
+    path.write_text(json.dumps(data))
+    return path, segments[0]  # the first one is reported
+
+
+def test_panoptic_category_id_0_is_refused_at_registration(tmp_path, datasets_dir, capsys):
+    path, _ = _panoptic_with_category_zero(tmp_path / "pan", in_categories=True)
+    root = tmp_path / "pan"
+    argv = [
+        "panoptic", "--name", "zero_pan", "--images", str(root / "val2017"),
+        "--panoptic-masks", str(root / "panoptic_val2017"), "--panoptic-json", str(path),
+    ]  # fmt: skip
+    assert register_tool.main(argv) != 0
+    err = capsys.readouterr().err
+    assert str(path) in err and "category id 0" in err and "reserved for void" in err
+    assert "zero_pan" not in DatasetCatalog.list()
+
+
+def test_panoptic_segment_of_category_0_is_refused_by_check_dataset(tmp_path, datasets_dir, capsys):
+    path, (png, segment_id) = _panoptic_with_category_zero(tmp_path / "pan", in_categories=False)
+    root = tmp_path / "pan"
+    argv = [
+        "panoptic", "--name", "zero_seg_pan", "--images", str(root / "val2017"),
+        "--panoptic-masks", str(root / "panoptic_val2017"), "--panoptic-json", str(path),
+    ]  # fmt: skip
+    assert register_tool.main(argv) == 0
+    capsys.readouterr()
+    assert check_tool.main(["zero_seg_pan", "--workers", "1"]) == 1
+    errors = [ln for ln in capsys.readouterr().out.splitlines() if "category_id 0" in ln]
+    assert len(errors) == 1
+    assert str(path) in errors[0] and png in errors[0] and f"segment {segment_id}" in errors[0]
+    assert "reserves for void" in errors[0]
+    unregister("zero_seg_pan")

@@ -184,3 +184,17 @@ def test_ade20k_150_labels_and_leftover_temporary_files(tmp_path):
     label = read_label_map(str(out_dir / "ADE_training_1.png"))
     np.testing.assert_array_equal(label, mini._blocks([255, 0, 149]))
     assert sorted(os.listdir(out_dir)) == ["ADE_training_1.png"]
+
+
+def test_ade20k_150_keeps_an_existing_255_as_ignore(tmp_path):
+    # A source edited by another tool may already mark pixels 255 ("ignore"); 255 - 1 would be
+    # 254, a class id no model has.
+    base = tmp_path / "ADEChallengeData2016"
+    for split in ("training", "validation"):
+        os.makedirs(base / "annotations" / split)
+        Image.fromarray(mini._blocks([255, 0, 1, 150]).astype(np.uint8)).save(
+            base / "annotations" / split / "ADE_x.png"
+        )
+    assert load_script(ADE_150).main(["--root", str(base), "--workers", "1"]) == 0
+    label = read_label_map(str(base / "annotations_detectron2" / "validation" / "ADE_x.png"))
+    np.testing.assert_array_equal(label, mini._blocks([255, 255, 0, 149]))

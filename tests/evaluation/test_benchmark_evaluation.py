@@ -1,11 +1,11 @@
 """tools/benchmark_evaluation.py on a tiny size: every figure, and the same metrics as the
 references."""
 
-from tests.common import load_tool
+from tests.scripts import load_script
 
 
 def test_benchmark_reports_times_and_identical_metrics(capsys):
-    res = load_tool("benchmark_evaluation").main(
+    res = load_script("tools/benchmark_evaluation.py").main(
         ["--images", "3", "--size", "64", "--classes", "10", "--pan-size", "48", "64",
          "--segments", "8", "--categories", "10", "--rounds", "1", "--memory-images", "30"]
     )  # fmt: skip

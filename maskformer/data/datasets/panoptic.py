@@ -65,6 +65,13 @@ def load_panoptic_json(
         segments = []
         for seg in ann["segments_info"]:
             cat = seg["category_id"]
+            if cat == 0 and cat not in things and cat not in stuff:
+                raise ValueError(
+                    f"{json_file}: image {ann['image_id']!r} ({ann['file_name']}), segment "
+                    f"{seg['id']} has category_id 0, which COCO panoptic reserves for void "
+                    "(unlabelled pixels are segment id 0, with no segments_info entry); give "
+                    "its class an id from 1 up, or drop the segment to leave it unlabelled"
+                )
             if cat not in things and cat not in stuff:
                 known = sorted({*things, *stuff})
                 raise ValueError(
@@ -206,6 +213,13 @@ def check_categories(categories: Sequence[Dict], source: str) -> None:
             or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)
         ):
             raise ValueError(f"{where}: 'color' must be [R, G, B] in 0..255 (got {color!r})")
+        if c["id"] == 0:
+            raise ValueError(
+                f"{where}: category id 0 ('{c['name']}') is reserved for void by the COCO "
+                "panoptic format (segment id 0 marks unlabelled pixels); number the categories "
+                "from 1 (in the JSON's categories and in every segments_info). ADE20K panoptic, "
+                "whose ids start at 0, is registered built in (ade20k_panoptic_train/val)"
+            )
         if c["id"] in seen:
             raise ValueError(f"{where}: category id {c['id']} appears twice")
         seen.add(c["id"])
