@@ -59,7 +59,9 @@ def test_a_same_size_batch_gives_each_image_its_own_output():
         batched = model(inputs)
         for one, out in zip(inputs, batched):
             alone = model([one])[0]["sem_seg"]
-            torch.testing.assert_close(out["sem_seg"], alone, rtol=0, atol=1e-5)
+            # Float rounding only: a batch may take another convolution kernel path.
+            torch.testing.assert_close(out["sem_seg"], alone, rtol=1e-5, atol=1e-5)
+            assert torch.equal(out["sem_seg"].argmax(0), alone.argmax(0))
 
 
 def test_eval_only_metrics_do_not_depend_on_the_batch_size(tmp_path):
