@@ -39,6 +39,7 @@ from maskformer.engine import AMPTrainer, StepSeedHook, amp_precision, evaluated
 from maskformer.evaluation import build_evaluator, evaluation_options
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.modeling.inference_transforms import optimize_from_config
+from maskformer.modeling.network_transforms import network_transforms_from_config
 from maskformer.solver import build_optimizer
 
 
@@ -176,6 +177,7 @@ def main(args):
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         optimize_from_config(model, cfg)  # MODEL.MASK_FORMER.TEST.OPTIMIZE
+        network_transforms_from_config(model, cfg)  # TEST.PRECISION, TEST.COMPILE
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             res.update(Trainer.test_with_TTA(cfg, model))
