@@ -105,6 +105,13 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="draw even if MODEL.WEIGHTS is empty or lacks the head's weights (random output)",
     )
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=["pytorch"],
+        metavar="NAME",
+        help="'pytorch' (default), or 'onnxruntime MODEL.onnx' (tools/export_model.py --dynamic)",
+    )
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config KEY VALUE pairs")
     return p
 
@@ -392,8 +399,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             out_path = _video_output(args)
             if args.video_input is not None and not os.path.isfile(args.video_input):
                 raise UsageError(f"--video-input {args.video_input}: no such file")
+        if len(args.backend) > 2:
+            raise UsageError(f"--backend takes NAME [MODEL_FILE], got {' '.join(args.backend)}")
         predictor = MaskFormerPredictor.from_config(
-            cfg, allow_random_weights=args.allow_random_weights
+            cfg,
+            allow_random_weights=args.allow_random_weights,
+            backend=args.backend[0],
+            model_file=args.backend[1] if len(args.backend) == 2 else None,
         )
     except UntrainedModelError as e:
         print(f"demo: error: {e} (--allow-random-weights)", file=sys.stderr)

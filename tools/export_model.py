@@ -5,6 +5,9 @@
         --format onnx --size 512 512 --output maskformer_R50.onnx \
         --opts MODEL.WEIGHTS model_final_d8dbeb.pkl
 
+With --dynamic (ONNX) the file takes images of any size: what the predictor's and the
+demo's onnxruntime backend need (`--backend onnxruntime maskformer_R50.onnx`).
+
 Formats: "pt2", a `torch.export` program (`torch.export.load(path).module()(images)`), and
 "onnx" (needs `onnx` and `onnxscript`; inputs "images", outputs "pred_logits" and "pred_masks").
 The input is a (B, 3, H, W) float image in the model's channel order (INPUT.FORMAT), 0-255
@@ -44,6 +47,12 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--normalized-input", action="store_true", help="input normalised already")
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="onnx: any height and width (what the onnxruntime backend of the predictor and "
+        "demo needs for images of any size)",
+    )
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides")
     return p.parse_args(argv)
 
@@ -69,6 +78,8 @@ def main(argv=None) -> Dict[str, float]:
     # MODEL.MASK_FORMER.TEST.OPTIMIZE; the exported weights are stored contiguous anyway.
     optimize_from_config(model, cfg, channels_last=False)
     module = MaskFormerLogits(model, normalize=not args.normalized_input)
+    if args.dynamic and args.format != "onnx":
+        raise SystemExit("--dynamic: ONNX exports only (--format onnx)")
     images = torch.rand(args.batch, 3, *args.size, generator=torch.Generator().manual_seed(0))
     if not args.normalized_input:
         images = images * 255
@@ -77,7 +88,9 @@ def main(argv=None) -> Dict[str, float]:
         program = export_program(module, images)
         write_atomically(args.output, lambda tmp: torch.export.save(program, tmp))
     else:
-        write_atomically(args.output, lambda tmp: export_onnx(module, images, tmp))
+        write_atomically(
+            args.output, lambda tmp: export_onnx(module, images, tmp, dynamic=args.dynamic)
+        )
     print(f"wrote {args.output} ({args.format}, input {tuple(images.shape)})")
 
     with torch.no_grad():
