@@ -68,12 +68,15 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.checkpoint import MaskFormerCheckpointer  # noqa: E402
+from maskformer.data.io import read_image  # noqa: E402
 from maskformer.export import MaskFormerLogits, OnnxRuntimeMaskFormer, export_onnx  # noqa: E402
 from maskformer.modeling.inference_transforms import (  # noqa: E402
     BandedPostProcessing,
     optimize_from_config,
 )
 from maskformer.modeling.network_transforms import network_transforms_from_config  # noqa: E402
+from maskformer.predictor import MaskFormerPredictor  # noqa: E402
 from maskformer.solver import build_optimizer  # noqa: E402
 from maskformer.utils import write_text_atomically  # noqa: E402
 
@@ -144,6 +147,14 @@ def parse_args(argv=None):
         nargs="+",
         choices=sorted(PATHS) + ["official"],
         help="time these inference paths interleaved (module docstring); implies --skip-train",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        metavar="FILE",
+        help="with --paths: instead of timing, the label agreement of each path with the plain "
+        "model on these images (run as the predictor runs them; load trained weights with "
+        "--opts MODEL.WEIGHTS)",
     )
     p.add_argument(
         "--compare-official",
@@ -332,6 +343,40 @@ def official_model(checkout: str, cfg, state_dict: Dict[str, torch.Tensor]) -> t
     return model.eval()
 
 
+def image_agreement(args, cfg, models: Dict[str, torch.nn.Module], reference) -> Dict[str, float]:
+    """--images: per path, the share of pixels labelled as by the reference path (mean and
+    worst over the images), each image run through `MaskFormerPredictor` at its own size."""
+    if reference is None:
+        sys.exit("--images needs the plain path (the reference) in --paths")
+    predictors = {
+        name: MaskFormerPredictor(
+            model,
+            min_size_test=cfg.INPUT.MIN_SIZE_TEST,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+            input_format=cfg.INPUT.FORMAT,
+        )
+        for name, model in models.items()
+    }
+    agreement: Dict[str, List[float]] = {name: [] for name in models if name != reference}
+    for path in args.images:
+        image = read_image(path, "RGB")
+        want = predictors[reference](image).semantic
+        for name in agreement:
+            got = predictors[name](image).semantic
+            agreement[name].append(float((got == want).double().mean()))
+    res: Dict[str, float] = {}
+    for name, values in agreement.items():
+        res[f"{name}_agreement_mean"] = statistics.mean(values)
+        res[f"{name}_agreement_min"] = min(values)
+        print(
+            f"{name:>14}: labels = {reference}'s at {res[f'{name}_agreement_mean']:.4%} of the "
+            f"pixels (mean of {len(values)} images; worst {res[f'{name}_agreement_min']:.4%})"
+        )
+    if args.json:
+        write_text_atomically(args.json, json.dumps(res, indent=2))
+    return res
+
+
 def compare_paths(args, cfg, plain: torch.nn.Module) -> Dict[str, float]:
     """--paths: each path built from `plain`'s weights, timed interleaved (one call of each per
     round), with label agreement against the plain model."""
@@ -362,6 +407,8 @@ def compare_paths(args, cfg, plain: torch.nn.Module) -> Dict[str, float]:
         network_transforms_from_config(model, path_cfg)
         models[name] = model.eval()
     reference = "plain" if "plain" in paths else None
+    if args.images:
+        return image_agreement(args, cfg, models, reference)
     res: Dict[str, float] = {}
     print(
         f"config: {args.config_file}; input {args.size}x{args.size}; threads "
@@ -424,6 +471,8 @@ def main(argv=None) -> Dict[str, float]:
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     n_params = sum(p.numel() for p in model.parameters())
     if args.paths or args.compare_official:
+        if cfg.MODEL.WEIGHTS:
+            MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         return compare_paths(args, cfg, model)
     # Training (below) runs on a fresh plain model: the transforms are for inference.
     if args.backend:
