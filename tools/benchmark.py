@@ -471,7 +471,7 @@ def main(argv=None) -> Dict[str, float]:
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     n_params = sum(p.numel() for p in model.parameters())
     if args.paths or args.compare_official:
-        if cfg.MODEL.WEIGHTS:
+        if args.images:  # label agreement on images means something with trained weights
             MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         return compare_paths(args, cfg, model)
     # Training (below) runs on a fresh plain model: the transforms are for inference.
