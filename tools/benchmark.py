@@ -377,11 +377,15 @@ def image_agreement(args, cfg, models: Dict[str, torch.nn.Module], reference) ->
     return res
 
 
-def compare_paths(args, cfg, plain: torch.nn.Module) -> Dict[str, float]:
-    """--paths: each path built from `plain`'s weights, timed interleaved (one call of each per
-    round), with label agreement against the plain model."""
+def compare_paths(args, cfg) -> Dict[str, float]:
+    """--paths: each path built from one model's weights (random, or MODEL.WEIGHTS with
+    --images), timed interleaved (one call of each per round), with label agreement against the
+    plain model."""
     import copy
 
+    plain = build_model(cfg)
+    if args.images:  # label agreement on images means something with trained weights
+        MaskFormerCheckpointer(plain).load(cfg.MODEL.WEIGHTS)
     paths = list(args.paths or ["plain", "optimized"])
     if args.compare_official and "official" not in paths:
         paths.insert(0, "official")
@@ -406,6 +410,7 @@ def compare_paths(args, cfg, plain: torch.nn.Module) -> Dict[str, float]:
             model = onnxruntime_model(["onnxruntime", onnx_file], path_cfg)
         network_transforms_from_config(model, path_cfg)
         models[name] = model.eval()
+    del plain  # each path has its own copy; the peak RSS is of the paths' models only
     reference = "plain" if "plain" in paths else None
     if args.images:
         return image_agreement(args, cfg, models, reference)
@@ -467,13 +472,11 @@ def main(argv=None) -> Dict[str, float]:
     rng = np.random.default_rng(args.seed)
     cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", args.device, *args.opts])
     device = torch.device(args.device)
+    if args.paths or args.compare_official:
+        return compare_paths(args, cfg)
     model = build_model(cfg)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     n_params = sum(p.numel() for p in model.parameters())
-    if args.paths or args.compare_official:
-        if args.images:  # label agreement on images means something with trained weights
-            MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-        return compare_paths(args, cfg, model)
     # Training (below) runs on a fresh plain model: the transforms are for inference.
     if args.backend:
         model = onnxruntime_model(args.backend, cfg)
