@@ -65,6 +65,7 @@ from maskformer.engine import (
 from maskformer.evaluation import build_evaluator, evaluation_options, reads_semantic_labels
 from maskformer.modeling import SemanticSegmentorWithTTA
 from maskformer.modeling.inference_transforms import optimize_from_config
+from maskformer.modeling.network_transforms import network_transforms_from_config
 from maskformer.solver import build_optimizer
 
 
@@ -303,6 +304,7 @@ def load_for_evaluation(cfg, resume: bool):
     ):
         overrides["semantic_output"] = "labels"
     optimize_from_config(model, cfg, **overrides)
+    network_transforms_from_config(model, cfg)  # TEST.PRECISION, TEST.COMPILE
     return model
 
 

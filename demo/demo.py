@@ -115,6 +115,13 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="draw even if MODEL.WEIGHTS is empty or lacks the head's weights (random output)",
     )
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        default=["pytorch"],
+        metavar="NAME",
+        help="'pytorch' (default), or 'onnxruntime MODEL.onnx' (tools/export_model.py --dynamic)",
+    )
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config KEY VALUE pairs")
     return p
 
@@ -447,11 +454,19 @@ def _prepare(args):
         plan = _video_output(args)
         if args.video_input is not None and not os.path.isfile(args.video_input):
             raise UsageError(f"--video-input {args.video_input}: no such file")
-    if "://" in cfg.MODEL.WEIGHTS:
+    if len(args.backend) > 2:
+        raise UsageError(f"--backend takes NAME [MODEL_FILE], got {' '.join(args.backend)}")
+    backend, model_file = args.backend[0], (args.backend[1] if len(args.backend) == 2 else None)
+    if backend == "pytorch" and "://" in cfg.MODEL.WEIGHTS:
         from maskformer.checkpoint import download
 
         download(cfg.MODEL.WEIGHTS)  # before building the model: offline, say so at once
-    predictor = MaskFormerPredictor.from_config(cfg, allow_random_weights=args.allow_random_weights)
+    predictor = MaskFormerPredictor.from_config(
+        cfg,
+        allow_random_weights=args.allow_random_weights,
+        backend=backend,
+        model_file=model_file,
+    )
     return cfg, task, metadata, plan, predictor
 
 

@@ -140,6 +140,14 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE = True
     # With OPTIMIZE: semantic output "sem_seg_labels" (H, W) class ids only, no "sem_seg" scores.
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY = False
+    # Deployment transforms of the backbone and head (maskformer.modeling.network_transforms),
+    # applied by the predictor, demo, --eval-only and benchmark. PRECISION: "float32", or
+    # "bfloat16" (autocast; faster where the CPU has AVX512-BF16 or AMX, labels may differ near
+    # class boundaries; post-processing stays float32).
+    cfg.MODEL.MASK_FORMER.TEST.PRECISION = "float32"
+    # torch.compile the backbone and head (same outputs up to float rounding; compiles at the
+    # first image of each size; on the CPU needs a C++ compiler, else a warning and no compile).
+    cfg.MODEL.MASK_FORMER.TEST.COMPILE = False
 
     # Loading weights.
     # Refuse MODEL.WEIGHTS unless every tensor of the model and of the file match by name and

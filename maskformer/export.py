@@ -8,19 +8,29 @@ depend on the data; the exportable part is everything up to the class and mask l
 with Hp x Wp the input padded to the model's size divisibility (the padding the model applies,
 at the bottom and right, with zeros after normalisation). Post-processing (`maskformer.modeling.
 postprocessing`) then runs on these two tensors in Python. Shapes: B images, Q queries, K classes.
+
+`OnnxRuntimeMaskFormer` is the deployment side: an exported ONNX file run by ONNX Runtime, with
+the same post-processing, behind the model's own interface (Detectron2 input dicts in, outputs
+out), so that `MaskFormerPredictor` and the demo run it like the PyTorch model.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .modeling.meta_arch import MaskFormer
+from .modeling.meta_arch import MaskFormer, thing_ids_of
+from .modeling.postprocessing import PostProcessing
 
-__all__ = ["MaskFormerLogits", "export_onnx", "export_program"]
+__all__ = ["MaskFormerLogits", "OnnxRuntimeMaskFormer", "export_onnx", "export_program"]
+
+# ONNX metadata written by `export_onnx` and checked by `OnnxRuntimeMaskFormer`.
+SIZE_DIVISIBILITY_KEY = "maskformer.size_divisibility"
+NORMALIZE_KEY = "maskformer.normalize"
 
 
 class MaskFormerLogits(nn.Module):
@@ -74,10 +84,24 @@ def export_program(module: MaskFormerLogits, example: Tensor) -> torch.export.Ex
         return torch.export.export(module, (example,))
 
 
-def export_onnx(module: MaskFormerLogits, example: Tensor, path: str, opset: int = 18) -> None:
-    """ONNX file of the module at the example's (fixed) shape, inputs "images", outputs
-    "pred_logits" and "pred_masks" (torch.onnx's exporter from `torch.export`; needs `onnx` and
-    `onnxscript`)."""
+def export_onnx(
+    module: MaskFormerLogits, example: Tensor, path: str, opset: int = 18, dynamic: bool = False
+) -> None:
+    """ONNX file of the module, inputs "images", outputs "pred_logits" and "pred_masks"
+    (torch.onnx's exporter from `torch.export`; needs `onnx` and `onnxscript`).
+
+    Args:
+        example: (B, 3, H, W) an input; the file takes inputs of this shape only, or with
+            `dynamic`, of any height and width (at least 16) and batch size B.
+    The file's metadata records the module's size divisibility and whether it normalises its
+    input (`OnnxRuntimeMaskFormer` reads them).
+    """
+    import onnx
+
+    dynamic_shapes = None
+    if dynamic:
+        height, width = torch.export.Dim("height", min=16), torch.export.Dim("width", min=16)
+        dynamic_shapes = {"images": {2: height, 3: width}}
     with torch.no_grad():
         torch.onnx.export(
             module,
@@ -88,4 +112,125 @@ def export_onnx(module: MaskFormerLogits, example: Tensor, path: str, opset: int
             opset_version=opset,
             dynamo=True,
             external_data=False,
+            dynamic_shapes=dynamic_shapes,
         )
+    proto = onnx.load(path)
+    meta = {SIZE_DIVISIBILITY_KEY: str(module.size_divisibility)}
+    meta[NORMALIZE_KEY] = str(int(module.normalize))
+    onnx.helper.set_model_props(proto, meta)
+    onnx.save(proto, path)
+
+
+class OnnxRuntimeMaskFormer(nn.Module):
+    """MaskFormer inference with the network (backbone and head) run by ONNX Runtime from a
+    file of `export_onnx` (raw-image input), and the post-processing of the PyTorch model
+    (`PostProcessing`, or whatever `optimize_for_inference` puts in `self.postprocessing`).
+
+    Takes and returns what `MaskFormer` does at inference. Images of one call of different sizes
+    are padded to the largest with the pixel mean, which the network's normalisation turns into
+    the zeros the PyTorch model pads with: the outputs are the PyTorch model's up to float
+    rounding. A file exported at a fixed shape takes images of that size only; images are run
+    in chunks of the file's batch size.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        postprocessing: PostProcessing,
+        pixel_mean: Sequence[float],
+        thing_ids: Optional[Sequence[int]] = None,
+        num_threads: Optional[int] = None,
+    ):
+        """
+        Args:
+            path: the .onnx file.
+            postprocessing: the model's post-processing.
+            pixel_mean: the model's MODEL.PIXEL_MEAN (the padding value).
+            thing_ids: contiguous ids of the thing classes (panoptic and instance outputs).
+            num_threads: ONNX Runtime's intra-op threads; default torch's (torch.get_num_threads).
+        """
+        super().__init__()
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        names = [i.name for i in self.session.get_inputs()]
+        if names != ["images"] or meta.get(NORMALIZE_KEY) != "1":
+            raise ValueError(
+                f"{path}: expected a MaskFormer network exported by tools/export_model.py "
+                f"--format onnx without --normalized-input (one input 'images' and metadata "
+                f"{NORMALIZE_KEY}=1); got inputs {names} and metadata {dict(meta)}"
+            )
+        self.path = path
+        self.size_divisibility = int(meta[SIZE_DIVISIBILITY_KEY])
+        batch_size = self.session.get_inputs()[0].shape[0]
+        self.batch_size = batch_size if isinstance(batch_size, int) else None
+        self.postprocessing = postprocessing
+        self.thing_ids = thing_ids
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg, path: str) -> OnnxRuntimeMaskFormer:
+        """The file at `path` with `cfg`'s post-processing options (MODEL.MASK_FORMER.TEST) and
+        the thing classes of its first DATASETS.TEST."""
+        mf = cfg.MODEL.MASK_FORMER
+        postprocessing = PostProcessing(
+            semantic_on=mf.TEST.SEMANTIC_ON,
+            panoptic_on=mf.TEST.PANOPTIC_ON,
+            instance_on=mf.TEST.INSTANCE_ON,
+            sem_seg_postprocess_before_inference=mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
+            object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
+            overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
+            detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            instance_score_threshold=mf.TEST.INSTANCE_SCORE_THRESHOLD,
+        )
+        test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
+        return cls(
+            path,
+            postprocessing=postprocessing,
+            pixel_mean=cfg.MODEL.PIXEL_MEAN,
+            thing_ids=thing_ids_of(test_dataset),
+        )
+
+    def extra_repr(self) -> str:
+        return f"path={self.path}, size_divisibility={self.size_divisibility}"
+
+    @torch.no_grad()
+    def forward(self, batched_inputs: List[Dict], dataset_name: Optional[str] = None):
+        """As `MaskFormer.forward` at inference."""
+        thing_ids = self.thing_ids if dataset_name is None else thing_ids_of(dataset_name)
+        images = [x["image"].to(torch.float32) for x in batched_inputs]
+        image_sizes = [tuple(im.shape[-2:]) for im in images]
+        h, w = (max(s[i] for s in image_sizes) for i in range(2))
+        batch = self.pixel_mean.expand(len(images), -1, h, w).clone()
+        for i, im in enumerate(images):
+            batch[i, :, : im.shape[1], : im.shape[2]] = im
+        # A file's batch size is fixed (the exported example's): run the images in such chunks.
+        step = self.batch_size or len(images)
+        outputs = [
+            self.session.run(None, {"images": batch[i : i + step].numpy()})
+            for i in range(0, len(images), step)
+        ]
+        logits = [x for out in outputs for x in out[0]]
+        masks = [x for out in outputs for x in out[1]]
+        d = max(self.size_divisibility, 1)
+        padded_size = (math.ceil(h / d) * d, math.ceil(w / d) * d)
+        results = []
+        for mask_cls, mask_logits, x, size in zip(logits, masks, batched_inputs, image_sizes):
+            out_size = (x.get("height", size[0]), x.get("width", size[1]))
+            results.append(
+                self.postprocessing(
+                    torch.from_numpy(mask_cls),
+                    torch.from_numpy(mask_logits),
+                    padded_size,
+                    size,
+                    out_size,
+                    thing_ids,
+                )
+            )
+        return results

@@ -33,7 +33,9 @@ from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer, UntrainedModelError, check_trained
 from .data.io import is_multichannel_format
+from .export import OnnxRuntimeMaskFormer
 from .modeling.inference_transforms import optimize_from_config
+from .modeling.network_transforms import network_transforms_from_config
 from .modeling.resample import resized_argmax
 
 __all__ = [
@@ -44,6 +46,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Runtimes of the network: PyTorch (the built model) or ONNX Runtime (an exported file).
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 @dataclass
@@ -126,9 +131,21 @@ class MaskFormerPredictor:
         self.max_chunk_bytes = max_chunk_bytes
 
     @classmethod
-    def from_config(cls, cfg, *, allow_random_weights: bool = False) -> MaskFormerPredictor:
+    def from_config(
+        cls,
+        cfg,
+        *,
+        allow_random_weights: bool = False,
+        backend: str = "pytorch",
+        model_file: Optional[str] = None,
+    ) -> MaskFormerPredictor:
         """Build `cfg`'s model, load MODEL.WEIGHTS with `MaskFormerCheckpointer` and apply the
-        inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE).
+        inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE) and the
+        network transforms (`network_transforms_from_config`; TEST.PRECISION, TEST.COMPILE).
+
+        With `backend` "onnxruntime", the network is instead the ONNX file `model_file`
+        (`OnnxRuntimeMaskFormer`; exported by tools/export_model.py --format onnx --dynamic,
+        weights included), with `cfg`'s input sizes and post-processing.
 
         Raises:
             UntrainedModelError: MODEL.WEIGHTS is empty, or the file leaves a tensor of the
@@ -138,6 +155,20 @@ class MaskFormerPredictor:
             CheckpointMismatchError: MODEL.WEIGHTS_STRICT and any tensor of the model or the
                 file does not match by name and shape.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend is '{backend}'; expected one of {BACKENDS}")
+        if (backend == "onnxruntime") != (model_file is not None):
+            raise ValueError(
+                f"backend '{backend}' with model_file {model_file!r}: the onnxruntime backend "
+                "takes an .onnx file, the pytorch backend MODEL.WEIGHTS"
+            )
+        if backend == "onnxruntime":
+            model = OnnxRuntimeMaskFormer.from_config(cfg, model_file)
+            low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+            optimize_from_config(
+                model, cfg, semantic_output="low_res_labels" if low_res else "scores"
+            )
+            return cls._with_model(model, cfg)
         model = build_model(cfg)
         weights = cfg.MODEL.WEIGHTS
         if not weights:
@@ -164,6 +195,11 @@ class MaskFormerPredictor:
         # returning scores unless the approximate low-resolution labels are asked for.
         low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
         optimize_from_config(model, cfg, semantic_output="low_res_labels" if low_res else "scores")
+        network_transforms_from_config(model, cfg)
+        return cls._with_model(model, cfg)
+
+    @classmethod
+    def _with_model(cls, model: nn.Module, cfg) -> MaskFormerPredictor:
         return cls(
             model,
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,

@@ -1,5 +1,8 @@
 """tools/benchmark.py on a tiny config: every figure it reports, and the label agreement."""
 
+import numpy as np
+from PIL import Image
+
 from tests.common import tiny_cfg
 from tests.scripts import load_script
 
@@ -42,3 +45,25 @@ def test_low_res_labels_at_a_large_output_agree_with_the_exact_labels(tmp_path):
     # The exact path itself agrees with itself.
     exact = _run(tmp_path, "--skip-train", "--output-size", "300", "410", "--agreement")
     assert exact["label_agreement"] == 1.0
+
+
+def test_paths_are_timed_interleaved_with_their_label_agreement(tmp_path):
+    res = _run(tmp_path, "--paths", "plain", "optimized", "bf16", "--infer-batch", "1", "2")
+    for path in ("plain", "optimized", "bf16"):
+        for b in (1, 2):
+            assert res[f"{path}_b{b}_s"] > 0
+    # The exact transforms keep every label; bfloat16 keeps most of them.
+    assert res["optimized_b2_agreement_plain"] == 1.0
+    assert res["bf16_b1_agreement_plain"] > 0.9
+    assert res["peak_rss_gb"] > 0
+
+
+def test_label_agreement_on_image_files(tmp_path):
+    rng = np.random.default_rng(0)
+    files = []
+    for i, (h, w) in enumerate([(50, 70), (90, 40)]):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(files[-1])
+    res = _run(tmp_path, "--paths", "plain", "optimized", "bf16", "--images", *files)
+    assert res["optimized_agreement_mean"] == res["optimized_agreement_min"] == 1.0
+    assert 0.9 < res["bf16_agreement_min"] <= res["bf16_agreement_mean"] <= 1.0

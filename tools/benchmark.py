@@ -29,11 +29,26 @@ is what MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS approximates:
     python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --skip-train \
         --output-size 4000 6000 --agreement \
         --opts MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS True
+
+The deployment paths run as the predictor runs them: MODEL.MASK_FORMER.TEST.PRECISION bfloat16
+and TEST.COMPILE True through --opts, an exported ONNX file with --backend onnxruntime FILE
+(tools/export_model.py --format onnx --dynamic). --paths times several paths built from the same
+weights in one process, interleaved image by image (so that their ratios hold on a busy machine),
+with each one's label agreement with the plain model (OPTIMIZE False, the reference); with
+--compare-official PATH also the official implementation (the `mask_former` package of a
+facebookresearch/MaskFormer checkout, given the same weights), and each path's speed-up over it:
+
+    python tools/benchmark.py --config-file configs/ade20k/maskformer_R50.yaml --threads 2 \
+        --paths plain optimized compiled bf16 onnxruntime --infer-batch 1 8 \
+        --compare-official ~/MaskFormer
+
+Peak RSS is that of the process, so it belongs to a path when --paths names one path only.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import resource
@@ -53,14 +68,33 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 
 from maskformer import get_maskformer_cfg  # noqa: E402
+from maskformer.checkpoint import MaskFormerCheckpointer  # noqa: E402
+from maskformer.data.io import read_image  # noqa: E402
+from maskformer.export import MaskFormerLogits, OnnxRuntimeMaskFormer, export_onnx  # noqa: E402
 from maskformer.modeling.inference_transforms import (  # noqa: E402
     BandedPostProcessing,
     optimize_from_config,
 )
+from maskformer.modeling.network_transforms import network_transforms_from_config  # noqa: E402
+from maskformer.predictor import MaskFormerPredictor  # noqa: E402
 from maskformer.solver import build_optimizer  # noqa: E402
 from maskformer.utils import write_text_atomically  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# --paths: config overrides of each of our inference paths ("onnxruntime": exported first).
+PATHS = {
+    "plain": ["MODEL.MASK_FORMER.TEST.OPTIMIZE", False],
+    "optimized": [],
+    "compiled": ["MODEL.MASK_FORMER.TEST.COMPILE", True],
+    "bf16": ["MODEL.MASK_FORMER.TEST.PRECISION", "bfloat16"],
+    "bf16-compiled": [
+        "MODEL.MASK_FORMER.TEST.PRECISION",
+        "bfloat16",
+        "MODEL.MASK_FORMER.TEST.COMPILE",
+        True,
+    ],
+    "onnxruntime": [],
+}
 
 
 def parse_args(argv=None):
@@ -101,6 +135,31 @@ def parse_args(argv=None):
         "--step-memory",
         action="store_true",
         help="also profile one training step's tensor memory (torch.profiler; slow)",
+    )
+    p.add_argument(
+        "--backend",
+        nargs=2,
+        metavar=("onnxruntime", "FILE"),
+        help="inference with this exported network (tools/export_model.py --dynamic) instead",
+    )
+    p.add_argument(
+        "--paths",
+        nargs="+",
+        choices=sorted(PATHS) + ["official"],
+        help="time these inference paths interleaved (module docstring); implies --skip-train",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        metavar="FILE",
+        help="with --paths: instead of timing, the label agreement of each path with the plain "
+        "model on these images (run as the predictor runs them; load trained weights with "
+        "--opts MODEL.WEIGHTS)",
+    )
+    p.add_argument(
+        "--compare-official",
+        metavar="PATH",
+        help="checkout of facebookresearch/MaskFormer: add its model to --paths",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the figures to this JSON file")
@@ -235,6 +294,176 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+def onnxruntime_model(backend: List[str], cfg) -> torch.nn.Module:
+    """--backend onnxruntime FILE: the file run by `OnnxRuntimeMaskFormer` as the predictor runs
+    it (`optimize_from_config` sets its post-processing)."""
+    name, path = backend
+    if name != "onnxruntime":
+        sys.exit(f"--backend {name} {path}: the only exported backend is onnxruntime")
+    return optimize_from_config(OnnxRuntimeMaskFormer.from_config(cfg, path), cfg)
+
+
+def official_model(checkout: str, cfg, state_dict: Dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The official MaskFormer of the `mask_former` package in `checkout`, with `state_dict`
+    (our plain model's: the two share their state-dict layout), in eval mode.
+
+    The official package registers a MaskFormer meta-architecture and heads under our names, so
+    it is imported and built while Detectron2's registries hold Detectron2's own entries only,
+    then ours are put back.
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY, build_model
+
+    registries = [META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY]
+    ours = [dict(r._obj_map) for r in registries]  # fvcore's Registry has no removal API
+    try:
+        for r, entries in zip(registries, ours):
+            r._obj_map = {k: v for k, v in entries.items() if v.__module__.startswith("detectron2")}
+        sys.path.insert(0, os.path.abspath(os.path.expanduser(checkout)))
+        try:
+            import mask_former  # noqa: F401
+        except ImportError as e:
+            sys.exit(f"--compare-official {checkout}: no importable mask_former package ({e})")
+        official_cfg = cfg.clone()
+        official_cfg.defrost()
+        official_cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_INFERENCE_METHOD = "probabilistic"
+        model = build_model(official_cfg)
+    finally:
+        for r, entries in zip(registries, ours):
+            r._obj_map = entries
+    # Our keys are the official head's current (version 2) layout; without the version its
+    # loader would rename them from the legacy one.
+    metadata = dict(getattr(state_dict, "_metadata", {}))
+    metadata["sem_seg_head"] = {**metadata.get("sem_seg_head", {}), "version": 2}
+    state_dict = collections.OrderedDict(state_dict)
+    state_dict._metadata = metadata
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("criterion.")]
+    if missing:
+        sys.exit(f"--compare-official: the official model lacks weights for {missing[:5]}")
+    return model.eval()
+
+
+def image_agreement(args, cfg, models: Dict[str, torch.nn.Module], reference) -> Dict[str, float]:
+    """--images: per path, the share of pixels labelled as by the reference path (mean and
+    worst over the images), each image run through `MaskFormerPredictor` at its own size."""
+    if reference is None:
+        sys.exit("--images needs the plain path (the reference) in --paths")
+    predictors = {
+        name: MaskFormerPredictor(
+            model,
+            min_size_test=cfg.INPUT.MIN_SIZE_TEST,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+            input_format=cfg.INPUT.FORMAT,
+        )
+        for name, model in models.items()
+    }
+    agreement: Dict[str, List[float]] = {name: [] for name in models if name != reference}
+    for path in args.images:
+        image = read_image(path, "RGB")
+        want = predictors[reference](image).semantic
+        for name in agreement:
+            got = predictors[name](image).semantic
+            agreement[name].append(float((got == want).double().mean()))
+    res: Dict[str, float] = {}
+    for name, values in agreement.items():
+        res[f"{name}_agreement_mean"] = statistics.mean(values)
+        res[f"{name}_agreement_min"] = min(values)
+        print(
+            f"{name:>14}: labels = {reference}'s at {res[f'{name}_agreement_mean']:.4%} of the "
+            f"pixels (mean of {len(values)} images; worst {res[f'{name}_agreement_min']:.4%})"
+        )
+    if args.json:
+        write_text_atomically(args.json, json.dumps(res, indent=2))
+    return res
+
+
+def compare_paths(args, cfg) -> Dict[str, float]:
+    """--paths: each path built from one model's weights (random, or MODEL.WEIGHTS with
+    --images), timed interleaved (one call of each per round), with label agreement against the
+    plain model."""
+    import copy
+
+    plain = build_model(cfg)
+    if args.images:  # label agreement on images means something with trained weights
+        MaskFormerCheckpointer(plain).load(cfg.MODEL.WEIGHTS)
+    paths = list(args.paths or ["plain", "optimized"])
+    if args.compare_official and "official" not in paths:
+        paths.insert(0, "official")
+    if "official" in paths and not args.compare_official:
+        sys.exit("--paths official needs --compare-official PATH")
+    device = torch.device(args.device)
+    models: Dict[str, torch.nn.Module] = {}
+    tmp = tempfile.TemporaryDirectory()
+    for name in paths:
+        if name == "official":
+            models[name] = official_model(args.compare_official, cfg, plain.state_dict())
+            continue
+        path_cfg = cfg.clone()
+        path_cfg.defrost()
+        path_cfg.merge_from_list(PATHS[name])
+        model = copy.deepcopy(plain).eval()
+        optimize_from_config(model, path_cfg)
+        if name == "onnxruntime":
+            onnx_file = os.path.join(tmp.name, "network.onnx")
+            example = torch.rand(1, 3, args.size, args.size) * 255
+            export_onnx(MaskFormerLogits(copy.deepcopy(plain)), example, onnx_file, dynamic=True)
+            model = onnxruntime_model(["onnxruntime", onnx_file], path_cfg)
+        network_transforms_from_config(model, path_cfg)
+        models[name] = model.eval()
+    del plain  # each path has its own copy; the peak RSS is of the paths' models only
+    reference = "plain" if "plain" in paths else None
+    if args.images:
+        return image_agreement(args, cfg, models, reference)
+    res: Dict[str, float] = {}
+    print(
+        f"config: {args.config_file}; input {args.size}x{args.size}; threads "
+        f"{torch.get_num_threads()}; paths {', '.join(paths)} (interleaved)"
+    )
+    rng = np.random.default_rng(args.seed)
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    for b in args.infer_batch:
+        samples = [synthetic_sample(args.size, num_classes, rng, with_gt=False) for _ in range(b)]
+        times: Dict[str, List[float]] = {name: [] for name in paths}
+        labels: Dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for i in range(args.warmup + args.infer_iters):
+                for name in paths:
+                    t = timed(lambda: models[name](samples), device)  # noqa: B023
+                    if i >= args.warmup:
+                        times[name].append(t / b)
+            for name in paths:
+                out = models[name](samples)[0]
+                label = (
+                    out["sem_seg_labels"] if "sem_seg_labels" in out else out["sem_seg"].argmax(0)
+                )
+                labels[name] = label.cpu()
+        for name in paths:
+            key = f"{name}_b{b}"
+            res[f"{key}_s"] = statistics.median(times[name])
+            res[f"{key}_img_per_s"] = 1 / res[f"{key}_s"]
+            line = f"{name:>14} batch {b}: {res[f'{key}_s']:.3f} s/img, "
+            line += f"{res[f'{key}_img_per_s']:.2f} img/s"
+            if "official" in paths:
+                ratio = res[f"official_b{b}_s"] / res[f"{key}_s"]
+                res[f"{key}_speedup_over_official"] = ratio
+                line += f", {ratio:.2f}x the official"
+            for ref in [reference, "official" if "official" in paths else None]:
+                if ref and ref != name:
+                    agree = float((labels[name] == labels[ref]).double().mean())
+                    res[f"{key}_agreement_{ref}"] = agree
+                    line += f", labels = {ref}'s at {agree:.4%}"
+            print(line)
+    res["peak_rss_gb"] = peak_memory_gb(device)
+    print(
+        f"peak RSS {res['peak_rss_gb']:.2f} GB (the process: that of the path when --paths "
+        "names one)"
+    )
+    tmp.cleanup()
+    if args.json:
+        write_text_atomically(args.json, json.dumps(res, indent=2))
+    return res
+
+
 def main(argv=None) -> Dict[str, float]:
     args = parse_args(argv)
     if args.threads:
@@ -243,11 +472,16 @@ def main(argv=None) -> Dict[str, float]:
     rng = np.random.default_rng(args.seed)
     cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", args.device, *args.opts])
     device = torch.device(args.device)
+    if args.paths or args.compare_official:
+        return compare_paths(args, cfg)
     model = build_model(cfg)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     n_params = sum(p.numel() for p in model.parameters())
     # Training (below) runs on a fresh plain model: the transforms are for inference.
-    optimize_from_config(model, cfg)
+    if args.backend:
+        model = onnxruntime_model(args.backend, cfg)
+    else:
+        network_transforms_from_config(optimize_from_config(model, cfg), cfg)
     res: Dict[str, float] = {"params": n_params}
     print(f"config: {args.config_file}")
     out_size = "x".join(map(str, args.output_size)) if args.output_size else "the input size"
@@ -257,8 +491,9 @@ def main(argv=None) -> Dict[str, float]:
     )
     print(f"parameters: {n_params:,}")
 
-    backbone_t = Timer(model.backbone, device)
-    head_t = Timer(model.sem_seg_head, device)
+    # The ONNX Runtime path has no separate backbone and head.
+    backbone_t = Timer(getattr(model, "backbone", torch.nn.Identity()), device)
+    head_t = Timer(getattr(model, "sem_seg_head", torch.nn.Identity()), device)
     dtype = PRECISIONS[args.precision]
 
     def autocast():

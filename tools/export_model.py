@@ -5,6 +5,9 @@
         --format onnx --size 512 512 --output maskformer_R50.onnx \
         --opts MODEL.WEIGHTS model_final_d8dbeb.pkl
 
+With --dynamic (ONNX) the file takes images of any size: what the predictor's and the
+demo's onnxruntime backend need (`--backend onnxruntime maskformer_R50.onnx`).
+
 Formats: "pt2", a `torch.export` program (`torch.export.load(path).module()(images)`), and
 "onnx" (needs `onnx` and `onnxscript`; inputs "images", outputs "pred_logits" and "pred_masks").
 The input is a (B, 3, H, W) float image in the model's channel order (INPUT.FORMAT), 0-255
@@ -43,6 +46,12 @@ def parse_args(argv=None):
         action="store_true",
         help="export even if MODEL.WEIGHTS is empty or leaves tensors of the model random",
     )
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="onnx: any height and width (what the onnxruntime backend of the predictor and "
+        "demo needs for images of any size)",
+    )
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides")
     return p.parse_args(argv)
 
@@ -68,6 +77,8 @@ def main(argv=None) -> Dict[str, float]:
         SetupError: the config, the weights or the arguments do not give a trained model.
     """
     args = parse_args(argv)
+    if args.dynamic and args.format != "onnx":
+        raise SetupError("--dynamic: ONNX exports only (--format onnx)")
     import torch
 
     from maskformer.export import MaskFormerLogits, export_onnx, export_program
@@ -83,7 +94,9 @@ def main(argv=None) -> Dict[str, float]:
         program = export_program(module, images)
         write_atomically(args.output, lambda tmp: torch.export.save(program, tmp))
     else:
-        write_atomically(args.output, lambda tmp: export_onnx(module, images, tmp))
+        write_atomically(
+            args.output, lambda tmp: export_onnx(module, images, tmp, dynamic=args.dynamic)
+        )
     print(f"wrote {args.output} ({args.format}, input {tuple(images.shape)})")
 
     with torch.no_grad():

@@ -1,0 +1,115 @@
+"""Deployment transforms of the network part of a built model (its backbone and head).
+
+Like the transforms of `inference_transforms`, each takes a built model, changes it in place and
+says what it changes; they act on `model.backbone` and `model.sem_seg_head` and leave the
+post-processing as it is:
+
+- `run_in_precision(model, torch.bfloat16)`: backbone and head under `torch.autocast` in
+  bfloat16; the post-processing stays float32 (`MaskFormer.inference` casts the logits). Changes
+  the numbers (bfloat16 keeps 8 bits of mantissa), hence labels near class boundaries: a
+  trade of accuracy for speed, off by default.
+- `compile_network(model)`: backbone and head compiled by `torch.compile` (inductor; on the CPU
+  it generates C++ and needs a compiler at run time: without one the model stays as it is and
+  one warning says so). Float rounding only.
+
+`network_transforms_from_config(model, cfg)` applies them as MODEL.MASK_FORMER.TEST.PRECISION
+and TEST.COMPILE say. Apply them last (after `optimize_from_config`, which looks inside the head)
+and after loading weights: the wrapped modules have other state-dict keys. The ONNX Runtime path,
+the third deployment path, runs an exported network instead (`maskformer.export`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Optional
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PRECISIONS",
+    "Autocast",
+    "compile_network",
+    "cpp_compiler",
+    "network_transforms_from_config",
+    "run_in_precision",
+]
+
+logger = logging.getLogger(__name__)
+
+# MODEL.MASK_FORMER.TEST.PRECISION -> autocast dtype (None: no autocast).
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+class Autocast(nn.Module):
+    """`module` run under `torch.autocast(dtype)` on the device of its first tensor argument.
+
+    Autocast runs convolutions and matrix products in `dtype` and keeps the operations it lists
+    as precision-sensitive (softmax, normalisation layers, reductions) in float32. Outputs are
+    returned as computed (float32 or `dtype`).
+    """
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module = module
+        self.dtype = dtype
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}"
+
+    def forward(self, x, *args, **kwargs):
+        device = x.device.type if torch.is_tensor(x) else next(iter(x.values())).device.type
+        with torch.autocast(device, dtype=self.dtype):
+            return self.module(x, *args, **kwargs)
+
+
+def run_in_precision(model: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
+    """Run `model.backbone` and `model.sem_seg_head` under autocast in `dtype` (in place);
+    None: leave the model as it is. Returns the model."""
+    if dtype is None:
+        return model
+    model.backbone = Autocast(model.backbone, dtype)
+    model.sem_seg_head = Autocast(model.sem_seg_head, dtype)
+    return model
+
+
+def cpp_compiler() -> Optional[str]:
+    """Path of the C++ compiler inductor's CPU backend would call ($CXX, default g++), or None."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def compile_network(model: nn.Module) -> bool:
+    """Compile `model.backbone` and `model.sem_seg_head` with `torch.compile` (in place).
+
+    Compilation happens at the first call (tens of seconds for a ResNet-50 model) and again for
+    each new input shape, up to torch's recompilation limit, after which that module runs
+    eagerly. On a CPU inductor needs a C++ compiler; without one (`cpp_compiler`) the model is
+    left uncompiled and one warning says so. Returns whether it compiled.
+    """
+    needs_cpp = any(p.device.type == "cpu" for p in model.parameters())
+    if needs_cpp and cpp_compiler() is None:
+        logger.warning(
+            "MODEL.MASK_FORMER.TEST.COMPILE: no C++ compiler found ($CXX or g++ on PATH, which "
+            "torch.compile needs on the CPU); the network runs uncompiled"
+        )
+        return False
+    model.backbone = torch.compile(model.backbone)
+    model.sem_seg_head = torch.compile(model.sem_seg_head)
+    return True
+
+
+def network_transforms_from_config(model: nn.Module, cfg) -> nn.Module:
+    """`run_in_precision` and `compile_network` as MODEL.MASK_FORMER.TEST.PRECISION and
+    TEST.COMPILE say (the defaults, "float32" and False, leave the model as it is)."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    if test.PRECISION not in PRECISIONS:
+        raise ValueError(
+            f"MODEL.MASK_FORMER.TEST.PRECISION is '{test.PRECISION}'; expected one of "
+            f"{sorted(PRECISIONS)}"
+        )
+    run_in_precision(model, PRECISIONS[test.PRECISION])
+    if test.COMPILE:
+        compile_network(model)
+    return model

@@ -1,0 +1,106 @@
+"""The ONNX Runtime path: a network exported with tools/export_model.py --dynamic, run by
+`OnnxRuntimeMaskFormer`, the predictor and the demo, against the PyTorch model it came from."""
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from PIL import Image
+
+from maskformer.checkpoint import MaskFormerCheckpointer
+from maskformer.export import OnnxRuntimeMaskFormer
+from maskformer.modeling.inference_transforms import optimize_from_config
+from maskformer.predictor import MaskFormerPredictor
+from tests.common import cfg_opts, randomize_, sample, tiny_cfg
+from tests.scripts import load_script
+
+# The quickstart dataset's classes (the demo draws with its metadata).
+OPTS = cfg_opts(
+    {
+        "DATASETS.TEST": ("quickstart_sem_seg_val",),
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 6,
+        "MODEL.RESNETS.NORM": "FrozenBN",
+        "MODEL.MASK_FORMER.TEST.PANOPTIC_ON": True,
+        "INPUT.MIN_SIZE_TEST": 48,
+        "INPUT.MAX_SIZE_TEST": 96,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(config file, weights file, .onnx file, the eager model with the inference transforms)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = randomize_(build_model(tiny_cfg(*OPTS)), seed=1).eval()  # some panoptic segment
+    weights = str(folder / "tiny.pth")
+    torch.save({"model": model.state_dict()}, weights)
+    cfg = tiny_cfg(*OPTS, "MODEL.WEIGHTS", weights)
+    config = folder / "tiny.yaml"
+    config.write_text(cfg.dump())
+    onnx_file = str(folder / "tiny.onnx")
+    argv = ["--config-file", str(config), "--format", "onnx", "--dynamic"]
+    diffs = load_script("tools/export_model.py").main(
+        [*argv, "--output", onnx_file, "--size", "64", "96"]
+    )
+    assert max(diffs.values()) < 1e-4
+    MaskFormerCheckpointer(model).load(weights)
+    return str(config), weights, onnx_file, optimize_from_config(model, cfg)
+
+
+def test_onnxruntime_model_equals_the_eager_model(exported):
+    _, _, onnx_file, model = exported
+    cfg = tiny_cfg(*OPTS)
+    runtime = optimize_from_config(OnnxRuntimeMaskFormer.from_config(cfg, onnx_file), cfg)
+    assert type(runtime.postprocessing) is type(model.postprocessing)
+    # Two sizes in one batch (padding), neither the exported one, outputs at other sizes.
+    a, b = sample(45, 61, [0, 1, 2], seed=0), sample(70, 50, [3, 4], seed=1)
+    a["height"], a["width"] = 90, 30
+    with torch.no_grad():
+        want = model([a, b])
+        got = runtime([a, b])
+        got_alone = runtime([b])
+    for g, w in zip([*got, *got_alone], [*want, want[1]]):
+        torch.testing.assert_close(g["sem_seg"], w["sem_seg"], rtol=0, atol=1e-4)
+        assert torch.equal(g["sem_seg"].argmax(0), w["sem_seg"].argmax(0))
+        (seg, info), (ref_seg, ref_info) = g["panoptic_seg"], w["panoptic_seg"]
+        assert info == ref_info and len(info) > 0
+        assert (seg == ref_seg).float().mean() > 0.999
+
+
+def test_predictor_with_onnxruntime_backend_equals_the_pytorch_backend(exported):
+    config, weights, onnx_file, _ = exported
+    cfg = tiny_cfg(*OPTS, "MODEL.WEIGHTS", weights)
+    image = np.random.default_rng(0).integers(0, 256, (75, 100, 3), dtype=np.uint8)
+    want = MaskFormerPredictor.from_config(cfg)(image)
+    onnx = MaskFormerPredictor.from_config(cfg, backend="onnxruntime", model_file=onnx_file)
+    got = onnx(image)
+    assert isinstance(onnx.model, OnnxRuntimeMaskFormer)
+    assert torch.equal(got.semantic, want.semantic)
+    assert got.panoptic[1] == want.panoptic[1]
+    assert (got.panoptic[0] == want.panoptic[0]).float().mean() > 0.999
+    with pytest.raises(ValueError, match="onnxruntime backend takes an .onnx file"):
+        MaskFormerPredictor.from_config(cfg, backend="onnxruntime")
+    with pytest.raises(ValueError, match="expected a MaskFormer network exported"):
+        OnnxRuntimeMaskFormer.from_config(cfg, _normalized_export(config, onnx_file))
+
+
+def _normalized_export(config, onnx_file):
+    path = onnx_file.replace(".onnx", "_normalized.onnx")
+    argv = ["--config-file", config, "--format", "onnx", "--normalized-input", "--output", path]
+    load_script("tools/export_model.py").main([*argv, "--size", "64", "64"])
+    return path
+
+
+def test_demo_runs_the_onnx_file(exported, tmp_path, capsys):
+    config, _, onnx_file, _ = exported
+    image = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    demo = load_script("demo/demo.py")
+    argv = ["--config-file", config, "--input", str(tmp_path / "in.png")]
+    argv += ["--output", str(tmp_path / "out.png"), "--backend", "onnxruntime", onnx_file]
+    assert demo.main([*argv, "--task", "semantic"]) == 0
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (80, 60)
+    assert demo.main([*argv[:-2], "onnxruntime", onnx_file, "extra"]) == 2
+    assert "--backend takes NAME [MODEL_FILE]" in capsys.readouterr().err
