@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .modeling.meta_arch import MaskFormer, thing_ids_of
+from .modeling.meta_arch import MaskFormer, postprocessing_from_config, thing_ids_of
 from .modeling.postprocessing import PostProcessing
 
 __all__ = ["MaskFormerLogits", "OnnxRuntimeMaskFormer", "export_onnx", "export_program"]
@@ -178,21 +178,10 @@ class OnnxRuntimeMaskFormer(nn.Module):
     def from_config(cls, cfg, path: str) -> OnnxRuntimeMaskFormer:
         """The file at `path` with `cfg`'s post-processing options (MODEL.MASK_FORMER.TEST) and
         the thing classes of its first DATASETS.TEST."""
-        mf = cfg.MODEL.MASK_FORMER
-        postprocessing = PostProcessing(
-            semantic_on=mf.TEST.SEMANTIC_ON,
-            panoptic_on=mf.TEST.PANOPTIC_ON,
-            instance_on=mf.TEST.INSTANCE_ON,
-            sem_seg_postprocess_before_inference=mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
-            object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
-            overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
-            detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
-            instance_score_threshold=mf.TEST.INSTANCE_SCORE_THRESHOLD,
-        )
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
         return cls(
             path,
-            postprocessing=postprocessing,
+            postprocessing=postprocessing_from_config(cfg),
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
             thing_ids=thing_ids_of(test_dataset),
         )

@@ -17,7 +17,7 @@ from .criterion import SetCriterion
 from .matcher import HungarianMatcher
 from .postprocessing import PostProcessing
 
-__all__ = ["MaskFormer", "thing_ids_of"]
+__all__ = ["MaskFormer", "postprocessing_from_config", "thing_ids_of"]
 
 
 def thing_ids_of(dataset_name: Optional[str]) -> Optional[List[int]]:
@@ -26,6 +26,21 @@ def thing_ids_of(dataset_name: Optional[str]) -> Optional[List[int]]:
         return None
     mapping = MetadataCatalog.get(dataset_name).get("thing_dataset_id_to_contiguous_id")
     return None if mapping is None else sorted(mapping.values())
+
+
+def postprocessing_from_config(cfg) -> PostProcessing:
+    """The post-processing MODEL.MASK_FORMER.TEST and TEST.DETECTIONS_PER_IMAGE ask for."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    return PostProcessing(
+        semantic_on=test.SEMANTIC_ON,
+        panoptic_on=test.PANOPTIC_ON,
+        instance_on=test.INSTANCE_ON,
+        sem_seg_postprocess_before_inference=test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
+        object_mask_threshold=test.OBJECT_MASK_THRESHOLD,
+        overlap_threshold=test.OVERLAP_THRESHOLD,
+        detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+        instance_score_threshold=test.INSTANCE_SCORE_THRESHOLD,
+    )
 
 
 @META_ARCH_REGISTRY.register()
@@ -129,16 +144,7 @@ class MaskFormer(nn.Module):
         )
         # A default for use outside the evaluation loop, which passes the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
-        postprocessing = PostProcessing(
-            semantic_on=mf.TEST.SEMANTIC_ON,
-            panoptic_on=mf.TEST.PANOPTIC_ON,
-            instance_on=mf.TEST.INSTANCE_ON,
-            sem_seg_postprocess_before_inference=mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
-            object_mask_threshold=mf.TEST.OBJECT_MASK_THRESHOLD,
-            overlap_threshold=mf.TEST.OVERLAP_THRESHOLD,
-            detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
-            instance_score_threshold=mf.TEST.INSTANCE_SCORE_THRESHOLD,
-        )
+        postprocessing = postprocessing_from_config(cfg)
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
