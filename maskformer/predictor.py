@@ -164,38 +164,14 @@ class MaskFormerPredictor:
             )
         if backend == "onnxruntime":
             model = OnnxRuntimeMaskFormer.from_config(cfg, model_file)
-            low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
-            optimize_from_config(
-                model, cfg, semantic_output="low_res_labels" if low_res else "scores"
-            )
-            return cls._with_model(model, cfg)
-        model = build_model(cfg)
-        weights = cfg.MODEL.WEIGHTS
-        if not weights:
-            problem = (
-                "MODEL.WEIGHTS is empty: the model has random weights and its output would be "
-                "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
-            )
         else:
-            # Refused before loading, so that the loader's own warnings do not come first.
-            checkpointer = MaskFormerCheckpointer(
-                model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=not allow_random_weights
-            )
-            problem = ""
-            try:
-                checkpointer.load(weights)
-                check_trained(checkpointer.last_report)
-            except UntrainedModelError as e:
-                problem = str(e)
-        if problem:
-            if not allow_random_weights:
-                raise UntrainedModelError(problem + "; or allow random weights explicitly.")
-            logger.warning(problem + " (random weights allowed).")
+            model = _trained_model(cfg, allow_random_weights)
         # The labels are resized from the scores at the network resolution, so the model keeps
         # returning scores unless the approximate low-resolution labels are asked for.
         low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
         optimize_from_config(model, cfg, semantic_output="low_res_labels" if low_res else "scores")
-        network_transforms_from_config(model, cfg)
+        if backend == "pytorch":  # TEST.PRECISION / TEST.COMPILE act on a PyTorch network
+            network_transforms_from_config(model, cfg)
         return cls._with_model(model, cfg)
 
     @classmethod
@@ -259,3 +235,30 @@ class MaskFormerPredictor:
         if "instances" in out:
             prediction.instances = _resize_instances(out["instances"], size).to("cpu")
         return prediction
+
+
+def _trained_model(cfg, allow_random_weights: bool) -> nn.Module:
+    """`cfg`'s model with MODEL.WEIGHTS loaded; see `MaskFormerPredictor.from_config`."""
+    model = build_model(cfg)
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        problem = (
+            "MODEL.WEIGHTS is empty: the model has random weights and its output would be "
+            "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
+        )
+    else:
+        # Refused before loading, so that the loader's own warnings do not come first.
+        checkpointer = MaskFormerCheckpointer(
+            model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=not allow_random_weights
+        )
+        problem = ""
+        try:
+            checkpointer.load(weights)
+            check_trained(checkpointer.last_report)
+        except UntrainedModelError as e:
+            problem = str(e)
+    if problem:
+        if not allow_random_weights:
+            raise UntrainedModelError(problem + "; or allow random weights explicitly.")
+        logger.warning(problem + " (random weights allowed).")
+    return model
