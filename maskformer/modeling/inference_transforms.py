@@ -159,7 +159,8 @@ class MaskProjectionFolded(nn.Module):
 
 
 def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv2d) -> Tensor:
-    """einsum("lbqe,behw->lbqhw", mask_embed, projection(features)) as one grouped convolution.
+    """einsum("lbqe,behw->lbqhw", mask_embed, projection(features)) as one convolution
+    per image.
 
     Args:
         mask_embed: (L, B, Q, E) mask embeddings.
@@ -171,17 +172,13 @@ def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv
     c, k = projection.in_channels, projection.kernel_size
     kernels = torch.einsum("lbqe,ecij->blqcij", mask_embed, projection.weight)
     bias = torch.einsum("lbqe,e->blq", mask_embed, projection.bias)
-    h, w = features.shape[-2:]
-    # One grouped convolution for the batch: image i's features meet image i's kernels.
-    out = F.conv2d(
-        features.reshape(1, b * c, h, w),
-        kernels.reshape(b * n * q, c, *k),
-        bias.reshape(-1),
-        projection.stride,
-        projection.padding,
-        projection.dilation,
-        groups=b,
-    )
+    kernels, bias = kernels.reshape(b, n * q, c, *k), bias.reshape(b, n * q)
+    # One convolution per image: folding the batch into the channels (one grouped convolution)
+    # gives a (1, B * C, H, W) view whose strides oneDNN does not take for channels-last, even
+    # for B = 1, so it copied the features to NCHW first (measured: 56 + 9 ms instead of 38 ms).
+    geometry = (projection.stride, projection.padding, projection.dilation)
+    outs = [F.conv2d(features[i : i + 1], kernels[i], bias[i], *geometry) for i in range(b)]
+    out = outs[0] if b == 1 else torch.cat(outs)
     return out.view(b, n, q, *out.shape[-2:]).transpose(0, 1)
 
 

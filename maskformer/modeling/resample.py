@@ -107,6 +107,9 @@ class MapResampler:
             x: (C, h, w) maps (float).
             rows: rows per band.
         """
+        # Rows are gathered band by band: index_select on a channels-last (strided) x would
+        # copy all of x for every band.
+        x = x.contiguous()
         idx, w = (t.to(x.device) for t in self._row_taps)
         w = w.to(x.dtype)
         height = self.output_size[0]

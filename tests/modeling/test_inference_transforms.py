@@ -153,6 +153,21 @@ def test_folded_mask_logits_equal_projection_then_product(layers, queries):
     torch.testing.assert_close(grad_folded, grad_reference, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_folded_mask_logits_keep_channels_last_features_channels_last(batch):
+    # oneDNN runs the folded convolution channels-last only if the features reach it with
+    # channels-last strides; otherwise it copies them to NCHW first (slower, same numbers).
+    g = torch.Generator().manual_seed(0)
+    proj = nn.Conv2d(8, 16, 3, padding=1).to(memory_format=torch.channels_last)
+    embed = torch.randn(1, batch, 4, 16, generator=g)
+    feats = torch.randn(batch, 8, 10, 12, generator=g).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        folded = folded_mask_logits(embed, feats, proj)
+        reference = torch.einsum("lbqe,behw->lbqhw", embed, proj(feats))
+    assert folded[0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_folded_mask_projection_gives_the_plain_logits():
     model = _plain_model()
     folded = copy.deepcopy(model)
