@@ -54,6 +54,8 @@ def test_paths_are_timed_interleaved_with_their_label_agreement(tmp_path):
             assert res[f"{path}_b{b}_s"] > 0
     # The exact transforms keep every label; bfloat16 keeps most of them.
     assert res["optimized_b2_agreement_plain"] == 1.0
+    assert res["optimized_b2_max_score_diff_plain"] < 1e-4
+    assert 0 < res["bf16_b1_max_score_diff_plain"] < 0.2
     assert res["bf16_b1_agreement_plain"] > 0.9
     assert res["peak_rss_gb"] > 0
 

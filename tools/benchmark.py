@@ -307,13 +307,18 @@ def official_model(checkout: str, cfg, state_dict: Dict[str, torch.Tensor]) -> t
     """The official MaskFormer of the `mask_former` package in `checkout`, with `state_dict`
     (our plain model's: the two share their state-dict layout), in eval mode.
 
-    The official package registers a MaskFormer meta-architecture and heads under our names, so
-    it is imported and built while Detectron2's registries hold Detectron2's own entries only,
-    then ours are put back.
+    The official package registers a MaskFormer meta-architecture, heads and (in a full checkout)
+    the Swin backbone under our names, so it is imported and built while Detectron2's registries
+    hold Detectron2's own entries only, then ours are put back.
     """
-    from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY, build_model
+    from detectron2.modeling import (
+        BACKBONE_REGISTRY,
+        META_ARCH_REGISTRY,
+        SEM_SEG_HEADS_REGISTRY,
+        build_model,
+    )
 
-    registries = [META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY]
+    registries = [META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY, BACKBONE_REGISTRY]
     ours = [dict(r._obj_map) for r in registries]  # fvcore's Registry has no removal API
     try:
         for r, entries in zip(registries, ours):
@@ -425,6 +430,7 @@ def compare_paths(args, cfg) -> Dict[str, float]:
         samples = [synthetic_sample(args.size, num_classes, rng, with_gt=False) for _ in range(b)]
         times: Dict[str, List[float]] = {name: [] for name in paths}
         labels: Dict[str, torch.Tensor] = {}
+        scores: Dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for i in range(args.warmup + args.infer_iters):
                 for name in paths:
@@ -437,6 +443,8 @@ def compare_paths(args, cfg) -> Dict[str, float]:
                     out["sem_seg_labels"] if "sem_seg_labels" in out else out["sem_seg"].argmax(0)
                 )
                 labels[name] = label.cpu()
+                if "sem_seg" in out:
+                    scores[name] = out["sem_seg"].float().cpu()
         for name in paths:
             key = f"{name}_b{b}"
             res[f"{key}_s"] = statistics.median(times[name])
@@ -452,6 +460,10 @@ def compare_paths(args, cfg) -> Dict[str, float]:
                     agree = float((labels[name] == labels[ref]).double().mean())
                     res[f"{key}_agreement_{ref}"] = agree
                     line += f", labels = {ref}'s at {agree:.4%}"
+                    if name in scores and ref in scores:
+                        diff = float((scores[name] - scores[ref]).abs().max())
+                        res[f"{key}_max_score_diff_{ref}"] = diff
+                        line += f" (scores within {diff:.1e})"
             print(line)
     res["peak_rss_gb"] = peak_memory_gb(device)
     print(
