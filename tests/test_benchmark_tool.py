@@ -48,13 +48,15 @@ def test_low_res_labels_at_a_large_output_agree_with_the_exact_labels(tmp_path):
 
 
 def test_paths_are_timed_interleaved_with_their_label_agreement(tmp_path):
-    res = _run(tmp_path, "--paths", "plain", "optimized", "bf16", "--infer-batch", "1", "2")
-    for path in ("plain", "optimized", "bf16"):
+    paths = ("plain", "optimized", "bf16", "labels")
+    res = _run(tmp_path, "--paths", *paths, "--infer-batch", "1", "2")
+    for path in paths:
         for b in (1, 2):
             assert res[f"{path}_b{b}_s"] > 0
     # The exact transforms keep every label; bfloat16 keeps most of them.
     assert res["optimized_b2_agreement_plain"] == 1.0
     assert res["optimized_b2_max_score_diff_plain"] < 1e-4
+    assert res["labels_b2_agreement_plain"] == 1.0
     assert 0 < res["bf16_b1_max_score_diff_plain"] < 0.2
     assert res["bf16_b1_agreement_plain"] > 0.9
     assert res["peak_rss_gb"] > 0

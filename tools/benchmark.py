@@ -94,6 +94,14 @@ PATHS = {
         True,
     ],
     "onnxruntime": [],
+    # "sem_seg_labels" instead of the (K, H, W) scores: what a deployed segmenter returns.
+    "labels": ["MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY", True],
+    "bf16-labels": [
+        "MODEL.MASK_FORMER.TEST.PRECISION",
+        "bfloat16",
+        "MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY",
+        True,
+    ],
 }
 
 
