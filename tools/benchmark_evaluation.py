@@ -43,7 +43,7 @@ from detectron2.evaluation import SemSegEvaluator  # noqa: E402
 
 from maskformer.data.io import load_sem_seg_label, panoptic_ids_to_rgb  # noqa: E402
 from maskformer.evaluation import PanopticEvaluator, SemanticEvaluator, pq_image_stats  # noqa: E402
-from maskformer.evaluation.panoptic import panoptic_png_ids  # noqa: E402
+from maskformer.data.panoptic_ids import read_panoptic_ids  # noqa: E402
 from maskformer.evaluation.panoptic_evaluation import bounded_pq_workers  # noqa: E402
 
 IGNORE = 255
@@ -233,7 +233,7 @@ def bench_panoptic(
     MetadataCatalog.remove(name)
     # The histogram and the matching alone, on ground truth decoded beforehand.
     category_ids = [c["id"] for c in cats]
-    gt_ids = [panoptic_png_ids(os.path.join(root, "gt", a["file_name"])) for a in gt_anns]
+    gt_ids = [read_panoptic_ids(os.path.join(root, "gt", a["file_name"])) for a in gt_anns]
     start = time.perf_counter()
     for ids, ann, (_, pred, segs) in zip(gt_ids, gt_anns, predictions):
         pq_image_stats(ids, ann["segments_info"], pred.numpy(), segs, category_ids)
