@@ -1,5 +1,6 @@
 """Panoptic id maps: reading COCO panoptic PNGs (OpenCV for 8-bit RGB(A), PIL otherwise, the same
-ids and errors), their compact form (lossless, small codes)."""
+ids and errors), their compact form (lossless, small codes), and the test mapper that attaches it
+to each image (original resolution), for panoptic output only."""
 
 import threading
 
@@ -7,6 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskformer.config import get_maskformer_cfg
+from maskformer.data.build import WithPanopticGroundTruth, build_test_loader
+from maskformer.data.datasets.quickstart_panoptic import (
+    register_quickstart_panoptic,
+    write_panoptic_split,
+)
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
 from maskformer.data.panoptic_ids import ID_LIMIT, CompactIds, compact_ids, read_panoptic_ids
 
@@ -134,3 +141,43 @@ def test_threads_compact_different_images_at_once():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_mapper_adds_the_compact_ground_truth(tmp_path):
+    ids = _random_ids(np.random.default_rng(6))
+    path = str(tmp_path / "pan.png")
+    Image.fromarray(panoptic_ids_to_rgb(ids)).save(path)
+    segments = [{"id": int(i), "category_id": 1} for i in np.unique(ids) if i]
+    record = {"file_name": "x.jpg", "pan_seg_file_name": path, "segments_info": segments}
+    mapper = WithPanopticGroundTruth(lambda d: {"image": "loaded", **d})
+    result = mapper(record)
+    assert result["image"] == "loaded" and result["pan_seg_file_name"] == path
+    np.testing.assert_array_equal(_expand(result["pan_seg_gt"]), ids)
+    assert result["pan_seg_gt"].index.dtype == np.uint8
+    assert "pan_seg_gt" not in record  # the dataset dict is not changed
+    semantic = {"file_name": "y.jpg", "sem_seg_file_name": "y.png"}
+    assert mapper(semantic) == {"image": "loaded", **semantic}
+
+
+def test_test_loader_decodes_the_ground_truth_for_panoptic_output_only(tmp_path):
+    write_panoptic_split(str(tmp_path), "val", 2, seed=1, size_range=(40, 48))
+    register_quickstart_panoptic("test_loader_pan_seg_gt", str(tmp_path))
+    name = "test_loader_pan_seg_gt_val"
+    for panoptic_on, in_loader in ((True, True), (True, False), (False, True)):
+        cfg = get_maskformer_cfg(
+            "",
+            [
+                "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", str(panoptic_on),
+                "TEST.PANOPTIC_EVAL_GT_IN_LOADER", str(in_loader),
+                "DATALOADER.NUM_WORKERS", "0",
+                "INPUT.MIN_SIZE_TEST", "32",
+            ],
+        )  # fmt: skip
+        inputs = [x for batch in build_test_loader(cfg, name) for x in batch]
+        assert len(inputs) == 2
+        for x in inputs:
+            assert ("pan_seg_gt" in x) == (panoptic_on and in_loader)
+            if "pan_seg_gt" in x:
+                png = read_panoptic_ids(x["pan_seg_file_name"])
+                np.testing.assert_array_equal(_expand(x["pan_seg_gt"]), png)
+                assert x["pan_seg_gt"].index.shape == (x["height"], x["width"])
