@@ -87,6 +87,9 @@ def add_maskformer_config(cfg: CN) -> None:
     # evaluation
     # Threads computing PQ image by image while the model runs (0: in the evaluation loop).
     cfg.TEST.PANOPTIC_EVAL_WORKERS = 4
+    # The test loader's workers decode the panoptic ground-truth PNGs (panoptic output only);
+    # off: the evaluator reads them, in the evaluation loop. The same PQ either way.
+    cfg.TEST.PANOPTIC_EVAL_GT_IN_LOADER = True
 
     # pixel decoder
     cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256  # per-pixel embedding dimension

@@ -1,6 +1,8 @@
 """PQ with bounded worker processes (hand-computed), and the whole evaluation path (mapper,
-post-processing, PQ / mIoU / AP evaluators) scoring perfect predictions 100."""
+post-processing, PQ / mIoU / AP evaluators) scoring perfect predictions 100; the same PQ whether
+the test loader's workers or the evaluator decode the ground truth."""
 
+import functools
 import json
 import multiprocessing
 import os
@@ -18,7 +20,7 @@ from maskformer.data.datasets.quickstart_panoptic import (
     write_panoptic_split,
 )
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
-from maskformer.evaluation import panoptic_evaluation, pq_compute_multi_core
+from maskformer.evaluation import panoptic, panoptic_evaluation, pq_compute_multi_core
 from maskformer.modeling.meta_arch import thing_ids_of
 from tests.panoptic_common import child_pids
 from tests.test_train_net_panoptic import TINY, args
@@ -122,9 +124,10 @@ def test_one_worker_starts_no_process(tmp_path, monkeypatch):
     assert stat.pq_average(categories, isthing=True)[0]["pq"] == pytest.approx(0.8)
 
 
-def _oracle_forward(self, batched_inputs, dataset_name=None):
+def _oracle_forward(self, batched_inputs, dataset_name=None, *, shift=0):
     """Perfect predictions from the ground truth: one query per segment (crowds included), with
-    certain classes and +-BIG mask logits, plus "no object" queries; then the real inference."""
+    certain classes and +-BIG mask logits, plus "no object" queries; then the real inference.
+    With `shift`, every other segment's mask is moved `shift` pixels to the right."""
     images = self.preprocess_image(batched_inputs)
     num_classes = self.criterion.num_classes
     h, w = images.tensor.shape[-2:]
@@ -139,9 +142,8 @@ def _oracle_forward(self, batched_inputs, dataset_name=None):
         for q, segment in enumerate(x["segments_info"]):
             logits[b, q, num_classes] = 0.0
             logits[b, q, segment["category_id"]] = BIG
-            masks[b, q, : ids.shape[0], : ids.shape[1]] = torch.where(
-                ids == segment["id"], BIG, -BIG
-            )
+            mask = torch.roll(ids == segment["id"], shift * (q % 2), dims=1)
+            masks[b, q, : ids.shape[0], : ids.shape[1]] = torch.where(mask, BIG, -BIG)
     outputs = {"pred_logits": logits, "pred_masks": masks}
     thing_ids = self.thing_ids if dataset_name is None else thing_ids_of(dataset_name)
     return self.inference(outputs, batched_inputs, images, thing_ids)
@@ -176,3 +178,36 @@ def test_perfect_predictions_score_100_pq_miou_and_ap(tmp_path):
     assert results["segm"]["AP"] == pytest.approx(100.0)
     assert results["bbox"]["AP"] == pytest.approx(100.0)  # boxes of the masks: exact
     assert set(child_pids()) <= children_before  # no PQ worker left behind
+
+
+def test_ground_truth_decoded_by_the_loader_gives_the_same_pq(tmp_path, monkeypatch):
+    """train_net's evaluation of imperfect predictions (shifted segments: TP, FP and FN, with
+    crowds and void bands in the ground truth): the evaluator reading the PNGs, and the test
+    loader decoding them in the main process and in a worker process."""
+    write_panoptic_split(str(tmp_path), "val", 4, seed=5, size_range=(64, 64))
+    register_quickstart_panoptic("test_loader_gt_panoptic", str(tmp_path))
+    read_png = panoptic.read_panoptic_ids
+    results = {}
+    for in_loader, workers in ((False, 0), (True, 0), (True, 1)):
+        cfg = train_net.setup(
+            args(
+                tmp_path / f"out_{in_loader}_{workers}",
+                *TINY,
+                "DATASETS.TEST", '("test_loader_gt_panoptic_val",)',
+                "TEST.PANOPTIC_EVAL_GT_IN_LOADER", str(in_loader),
+                "DATALOADER.NUM_WORKERS", str(workers),
+                "TEST.PANOPTIC_EVAL_WORKERS", "0",
+            )
+        )  # fmt: skip
+
+        def evaluator_reads(file_name, in_loader=in_loader):
+            assert not in_loader, f"the evaluator read {file_name}; the loader had decoded it"
+            return read_png(file_name)
+
+        monkeypatch.setattr(panoptic, "read_panoptic_ids", evaluator_reads)
+        model = train_net.Trainer.build_model(cfg)
+        model.forward = types.MethodType(functools.partial(_oracle_forward, shift=9), model)
+        results[in_loader, workers] = train_net.Trainer.test(cfg, model)["panoptic_seg"]
+    reference = results[False, 0]
+    assert 0 < reference["PQ"] < 100 and reference["RQ"] < 100
+    assert results[True, 0] == reference and results[True, 1] == reference

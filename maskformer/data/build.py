@@ -30,12 +30,14 @@ from .dataset_mapper import (
     MaskFormerSemanticDatasetMapper,
 )
 from .io import is_multichannel_format
+from .panoptic_ids import compact_ids, read_panoptic_ids
 from .test_loader import SameSizeBatches
 
 __all__ = [
     "MAPPERS",
     "ResumableBatchSampler",
     "SeededMapDataset",
+    "WithPanopticGroundTruth",
     "build_test_loader",
     "build_train_loader",
     "build_train_mapper",
@@ -180,10 +182,33 @@ def build_test_mapper(cfg) -> Callable[[Dict], Dict]:
     return DatasetMapper(cfg, False)
 
 
+class WithPanopticGroundTruth:
+    """A test mapper whose outputs also hold the image's panoptic ground truth: "pan_seg_gt",
+    the dataset dict's "pan_seg_file_name" as `CompactIds` (original resolution, one byte per
+    pixel for up to 254 segments), decoded in the loader's worker processes instead of the
+    evaluation loop. Dicts without the file pass through unchanged."""
+
+    def __init__(self, mapper: Callable[[Dict], Dict]):
+        self.mapper = mapper
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        result = self.mapper(dataset_dict)
+        file_name = dataset_dict.get("pan_seg_file_name")
+        if file_name is not None:
+            listed = [s["id"] for s in dataset_dict.get("segments_info", ())]
+            result["pan_seg_gt"] = compact_ids(read_panoptic_ids(file_name), listed, file_name)
+        return result
+
+
 def build_test_loader(cfg, dataset_name: str) -> Iterable[List[Dict]]:
     """Detectron2's test loader with `build_test_mapper`, batching up to TEST.IMS_PER_BATCH
-    images of one size (`SameSizeBatches`: the batch size never changes a result)."""
-    loader = build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+    images of one size (`SameSizeBatches`: the batch size never changes a result); with
+    panoptic output and TEST.PANOPTIC_EVAL_GT_IN_LOADER, its workers decode the panoptic
+    ground truth too (`WithPanopticGroundTruth`)."""
+    mapper = build_test_mapper(cfg)
+    if cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON and cfg.TEST.PANOPTIC_EVAL_GT_IN_LOADER:
+        mapper = WithPanopticGroundTruth(mapper)
+    loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
     batch_size = cfg.TEST.IMS_PER_BATCH
     return loader if batch_size == 1 else SameSizeBatches(loader, batch_size)
 

@@ -6,7 +6,7 @@ from .build import (
     reads_semantic_labels,
 )
 from .instance import InstanceEvaluator
-from .panoptic import PanopticEvaluator, pq_image_stats, pq_summary
+from .panoptic import PanopticEvaluator, pq_compact_stats, pq_image_stats, pq_summary
 from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
 from .semantic import SemanticEvaluator, confusion_matrix, predicted_labels, semantic_metrics
 
@@ -20,6 +20,7 @@ __all__ = [
     "build_evaluator",
     "confusion_matrix",
     "evaluation_options",
+    "pq_compact_stats",
     "pq_compute_multi_core",
     "pq_image_stats",
     "pq_summary",

@@ -2,13 +2,14 @@
 predicted id maps in memory: the same numbers as panopticapi's `pq_compute`, without writing
 the predictions as PNGs and reading them back.
 
-One joint histogram (`bincount`) of (ground-truth segment, predicted segment) pixel pairs per
-image gives every intersection; panopticapi's rules are then applied to it: ground-truth areas
-from the JSON, predicted areas from the map, id 0 VOID; a pair of the same category, the ground
-truth not a crowd, matches when IoU > 0.5 (the prediction's pixels on VOID left out of the
-union); an unmatched prediction is no false positive when more than half of it lies on VOID or
-on a crowd segment of its category (the last listed, as panopticapi does); unmatched non-crowd
-ground truth is a false negative.
+One joint histogram of (ground-truth segment, predicted segment) pixel pairs per image gives
+every intersection; panopticapi's rules are then applied to it: ground-truth areas from the JSON,
+predicted areas from the map, id 0 VOID; a pair of the same category, the ground truth not a
+crowd, matches when IoU > 0.5 (the prediction's pixels on VOID left out of the union); an
+unmatched prediction is no false positive when more than half of it lies on VOID or on a crowd
+segment of its category (the last listed, as panopticapi does); unmatched non-crowd ground truth
+is a false negative. The pixels are counted by pairs of small per-pixel codes of the two maps
+(`compact_ids`), and the few code pairs then summed into segment pairs.
 
 Shapes: C categories, G / P ground-truth / predicted segments of an image, H x W the image.
 """
@@ -20,72 +21,46 @@ import itertools
 import json
 import logging
 import os
-import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Mapping, Optional, Sequence
 
+import cv2
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from PIL import Image
 
-from ..data.io import panoptic_ids_to_rgb, read_label_map
+from ..data.io import panoptic_ids_to_rgb
+from ..data.panoptic_ids import ID_LIMIT, CompactIds, compact_ids, read_panoptic_ids
 from . import reports
 
-__all__ = ["PanopticEvaluator", "panoptic_png_ids", "pq_image_stats", "pq_summary"]
+__all__ = ["PanopticEvaluator", "pq_compact_stats", "pq_image_stats", "pq_summary"]
 
 logger = logging.getLogger(__name__)
 
-_ID_LIMIT = 1 << 24  # ids a COCO panoptic PNG can hold (R + 256 G + 256^2 B)
 _UNKNOWN, _VOID = 0, 1  # histogram rows/columns before the segments'
-_local = threading.local()
 
 
-def _id_table() -> np.ndarray:
-    """This thread's segment id -> histogram index table, all _UNKNOWN between uses.
-
-    np.zeros maps untouched pages lazily: the few written and read pages are all that is
-    resident, not 32 MB."""
-    if not hasattr(_local, "table"):
-        _local.table = np.zeros(_ID_LIMIT, np.uint16)
-    return _local.table
-
-
-def panoptic_png_ids(file_name: str) -> np.ndarray:
-    """(H, W) uint32 segment ids R + 256 G + 256^2 B of a COCO panoptic PNG."""
-    rgb = read_label_map(file_name)
-    if rgb.ndim != 3 or rgb.shape[2] < 3:
-        raise ValueError(
-            f"{file_name}: a panoptic PNG must be RGB (segment id = R + 256 G + 256^2 B), but it "
-            f"reads as an array of shape {rgb.shape}"
-        )
-    # In place on one uint32 array: a third of the time of int64 arithmetic.
-    ids = rgb[..., 2].astype(np.uint32)
-    ids <<= 8
-    ids |= rgb[..., 1]
-    ids <<= 8
-    ids |= rgb[..., 0]
-    return ids
+def _code_histogram(a: np.ndarray, codes_a: int, b: np.ndarray, codes_b: int) -> np.ndarray:
+    """(codes_a, codes_b) int64 number of pixels of each pair of codes of two (H, W) code maps."""
+    if a.dtype == b.dtype == np.uint8 and 0 < a.size < ID_LIMIT:
+        # OpenCV counts uint8 pairs faster than bincount counts their joint int64 index; its
+        # float32 counts are exact below 2^24 pixels.
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        counts = cv2.calcHist([a, b], [0, 1], None, [codes_a, codes_b], [0, codes_a, 0, codes_b])
+        return counts.astype(np.int64)
+    joint = a.astype(np.intp) * codes_b + b
+    return np.bincount(joint.ravel(), minlength=codes_a * codes_b).reshape(codes_a, codes_b)
 
 
-def _indices(ids: np.ndarray, known: np.ndarray, what: str) -> np.ndarray:
-    """(H, W) int64 histogram index of each pixel: _VOID for id 0 (unless listed), 2 + i for
-    `known[i]`, _UNKNOWN otherwise."""
-    signed = np.issubdtype(ids.dtype, np.signedinteger)
-    if ids.size and ((signed and ids.min() < 0) or ids.max() >= _ID_LIMIT):
-        raise ValueError(f"{what}: segment ids must be in [0, 2^24), got {ids.min()}..{ids.max()}")
-    if len(known) + 2 > np.iinfo(np.uint16).max:
-        raise ValueError(f"{what}: {len(known)} segments; at most 65533 are supported")
-    table = _id_table()
-    table[0] = _VOID
-    table[known] = np.arange(2, len(known) + 2)
-    try:
-        return table[ids].astype(np.int64)
-    finally:
-        table[0] = _UNKNOWN
-        table[known] = _UNKNOWN
+def _rows(ids: np.ndarray, known: Sequence[int]) -> np.ndarray:
+    """(N,) int64 histogram row of the segment ids `ids`: _VOID for 0 (unless listed), 2 + i
+    for `known[i]` (the last one if repeated), _UNKNOWN otherwise."""
+    row = {0: _VOID}
+    row.update((k, 2 + i) for i, k in enumerate(known))
+    return np.array([row.get(i, _UNKNOWN) for i in ids.tolist()], np.int64)
 
 
 def pq_image_stats(
@@ -106,30 +81,52 @@ def pq_image_stats(
         image: named in errors.
     Raises:
         ValueError: where panopticapi raises (predicted ids missing from `pred_segments` or
-            listed without a pixel, unknown categories) and on differing sizes.
+            listed without a pixel, unknown categories), on differing sizes and on ids that are
+            not integers in [0, 2^24).
     """
-    if gt_ids.shape != pred_ids.shape:
+    gt = compact_ids(gt_ids, [s["id"] for s in gt_segments], image)
+    return pq_compact_stats(gt, gt_segments, pred_ids, pred_segments, category_ids, image)
+
+
+def pq_compact_stats(
+    gt: CompactIds,
+    gt_segments: Sequence[Mapping],
+    pred_ids: np.ndarray,
+    pred_segments: Sequence[Mapping],
+    category_ids: Sequence[int],
+    image: str = "?",
+) -> np.ndarray:
+    """`pq_image_stats` with the ground-truth ids in compact form (`compact_ids`, as the test
+    loader gives them): the same (C, 4) TP, FP, FN, IoU sum, and the same errors."""
+    if gt.index.shape != pred_ids.shape:
         raise ValueError(
-            f"{image}: ground truth is {gt_ids.shape} but the prediction is {pred_ids.shape}"
+            f"{image}: ground truth is {gt.index.shape} but the prediction is {pred_ids.shape}"
         )
     column = {c: i for i, c in enumerate(category_ids)}
     g, p = len(gt_segments), len(pred_segments)
-    pred_known = np.array([s["id"] for s in pred_segments], np.int64)
-    gt_index = _indices(gt_ids, np.array([s["id"] for s in gt_segments], np.int64), image)
-    pred_index = _indices(pred_ids, pred_known, image + " (prediction)")
+    pred_known = [s["id"] for s in pred_segments]
+    pred = compact_ids(pred_ids, pred_known, image + " (prediction)")
+    codes = _code_histogram(gt.index, len(gt.ids), pred.index, len(pred.ids))
+    # Codes to histogram rows / columns: sums over the few codes, not over the pixels.
+    rows = _rows(gt.ids, [s["id"] for s in gt_segments])
+    cols = _rows(pred.ids, pred_known)
     hist = np.bincount(
-        (gt_index * (p + 2) + pred_index).ravel(), minlength=(g + 2) * (p + 2)
-    ).reshape(g + 2, p + 2)
+        (rows[:, None] * (p + 2) + cols[None, :]).ravel(),
+        weights=codes.ravel(),
+        minlength=(g + 2) * (p + 2),
+    )
+    hist = hist.astype(np.int64).reshape(g + 2, p + 2)
 
     if hist[:, _UNKNOWN].any():
-        listed = set(pred_known.tolist()) | {0}
-        extra = sorted(set(np.unique(pred_ids).tolist()) - listed)
+        present = codes.sum(axis=0) > 0
+        extra = sorted(set(pred.ids[present & (cols == _UNKNOWN)].tolist()))
         raise ValueError(f"{image}: predicted segment ids {extra[:10]} are not in segments_info")
     pred_area = hist[:, 2:].sum(axis=0)
     if (pred_area == 0).any():
         raise ValueError(
-            f"{image}: segments_info lists segment ids {pred_known[pred_area == 0].tolist()} that "
-            "have no pixel in the predicted map"
+            f"{image}: segments_info lists segment ids "
+            f"{np.array(pred_known, np.int64)[pred_area == 0].tolist()} that have no pixel in "
+            "the predicted map"
         )
     for s in itertools.chain(gt_segments, pred_segments):
         if s["category_id"] not in column:
@@ -199,6 +196,11 @@ class PanopticEvaluator(DatasetEvaluator):
     It keeps per image nothing but the summed per-category counts; with `write_predictions` the
     predicted maps go to `output_dir/panoptic_seg_predictions/*.png` as they come, and their
     segments to `panoptic_seg_predictions.json` (COCO panoptic results format).
+
+    The ground-truth map of an image is its input's "pan_seg_gt" (`CompactIds`), which the test
+    loader's workers decode (TEST.PANOPTIC_EVAL_GT_IN_LOADER), or else the PNG in
+    "panoptic_root" that the JSON names, read here. Segments, crowds and areas come from the
+    JSON either way.
     """
 
     def __init__(
@@ -254,12 +256,16 @@ class PanopticEvaluator(DatasetEvaluator):
             segment["category_id"] = table[segment["category_id"]]
         return segment
 
-    def _image_stats(self, image_id, pred_ids: np.ndarray, segments: List[Dict]) -> np.ndarray:
+    def _image_stats(
+        self, image_id, gt: Optional[CompactIds], pred_ids: np.ndarray, segments: List[Dict]
+    ) -> np.ndarray:
         ann = self._gt[image_id]
         gt_file = os.path.join(self._gt_root, ann["file_name"])
-        gt_ids = panoptic_png_ids(gt_file)
-        return pq_image_stats(
-            gt_ids, ann["segments_info"], pred_ids, segments, self._category_ids, gt_file
+        if gt is None:
+            listed = [s["id"] for s in ann["segments_info"]]
+            gt = compact_ids(read_panoptic_ids(gt_file), listed, gt_file)
+        return pq_compact_stats(
+            gt, ann["segments_info"], pred_ids, segments, self._category_ids, gt_file
         )
 
     def process(self, inputs, outputs):
@@ -281,12 +287,13 @@ class PanopticEvaluator(DatasetEvaluator):
             if self._write:
                 self._write_prediction(input, pred_ids, segments)
             self._num_images += 1
+            job = (image_id, input.get("pan_seg_gt"), pred_ids, segments)
             if self._num_workers == 0:
-                self._stats += self._image_stats(image_id, pred_ids, segments)
+                self._stats += self._image_stats(*job)
                 continue
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._num_workers, "panoptic-eval")
-            self._pending.append(self._pool.submit(self._image_stats, image_id, pred_ids, segments))
+            self._pending.append(self._pool.submit(self._image_stats, *job))
             while len(self._pending) > 2 * self._num_workers:  # bounded memory
                 self._stats += self._pending.popleft().result()
 

@@ -1,6 +1,7 @@
 """PanopticEvaluator and pq_image_stats: panopticapi's pq_compute numbers (to 1e-9) on generated
 predictions with VOID, crowds, wrong categories and unmatched segments; bounded threads; the
-report; the prediction PNGs + JSON on request."""
+report; the prediction PNGs + JSON on request; the ground truth given by the test loader instead
+of read from the PNGs (the same numbers)."""
 
 import contextlib
 import io
@@ -15,7 +16,14 @@ from detectron2.data import MetadataCatalog
 from PIL import Image
 
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
-from maskformer.evaluation import PanopticEvaluator, pq_image_stats, pq_summary
+from maskformer.data.panoptic_ids import compact_ids, read_panoptic_ids
+from maskformer.evaluation import (
+    PanopticEvaluator,
+    panoptic,
+    pq_compact_stats,
+    pq_image_stats,
+    pq_summary,
+)
 from maskformer.evaluation.panoptic_evaluation import bounded_pq_workers
 
 # Dataset ids not contiguous; things first.
@@ -259,3 +267,79 @@ def test_report_and_predictions_on_request(case, tmp_path):
     _evaluate(PanopticEvaluator(name, output_dir=str(without)), predictions)
     assert not (without / "panoptic_seg_predictions.json").exists()
     assert not (without / "panoptic_seg_predictions").exists()
+
+
+def _loader_inputs(root, predictions, listed_order):
+    """Inputs as the test loader gives them: each with its ground truth in compact form, coded
+    from the segments in `listed_order(segments_info)` (the evaluator must not depend on it)."""
+    gt = {a["file_name"]: a for a in json.load(open(os.path.join(root, "gt.json")))["annotations"]}
+    inputs = []
+    for image_id, file_name, _, _ in predictions:
+        listed = [s["id"] for s in listed_order(gt[file_name]["segments_info"])]
+        ids = read_panoptic_ids(os.path.join(root, "gt", file_name))
+        inputs.append({"image_id": image_id, "pan_seg_gt": compact_ids(ids, listed)})
+    return inputs
+
+
+@pytest.mark.parametrize("listed_order", [list, lambda s: s[::-1], lambda s: []])
+def test_ground_truth_from_the_loader_gives_the_same_numbers(case, monkeypatch, listed_order):
+    name, root, predictions = case
+    from_files = _evaluate(PanopticEvaluator(name, num_workers=0), predictions)
+    inputs = _loader_inputs(root, predictions, listed_order)
+
+    def no_file(file_name):
+        raise AssertionError(f"read {file_name} although the input has its ground truth")
+
+    monkeypatch.setattr(panoptic, "read_panoptic_ids", no_file)
+    for workers in (0, 2):
+        evaluator = PanopticEvaluator(name, num_workers=workers)
+        evaluator.reset()
+        for input, (_, _, ids, segments) in zip(inputs, predictions):
+            evaluator.process([input], [{"panoptic_seg": (torch.from_numpy(ids), segments)}])
+        assert evaluator.evaluate()["panoptic_seg"] == from_files  # the same floats
+
+
+def test_large_prediction_ids_give_the_same_stats(case):
+    """A model's ids 1, 2, ... are their own codes; 24-bit ids go through the table: the same
+    counts either way."""
+    _, root, predictions = case
+    gt = json.load(open(os.path.join(root, "gt.json")))["annotations"]
+    category_ids = [c["id"] for c in CATEGORIES]
+    rng = np.random.default_rng(7)
+    for ann, (_, file_name, pred_ids, segments) in zip(gt, predictions):
+        gt_ids = read_panoptic_ids(os.path.join(root, "gt", file_name))
+        segments = [dict(s, category_id=category_ids[s["category_id"]]) for s in segments]
+        small = pq_image_stats(gt_ids, ann["segments_info"], pred_ids, segments, category_ids)
+        new_ids = rng.choice((1 << 24) - 256, len(segments), replace=False) + 256
+        large_id = {0: 0, **dict(zip([s["id"] for s in segments], new_ids.tolist()))}
+        relabelled = np.vectorize(large_id.get)(pred_ids)
+        renamed = [dict(s, id=int(large_id[s["id"]])) for s in segments]
+        large = pq_image_stats(gt_ids, ann["segments_info"], relabelled, renamed, category_ids)
+        np.testing.assert_array_equal(large, small)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_code_histogram_counts_each_pair(dtype):
+    """OpenCV's count (uint8 codes) and bincount (wider codes) against a plain count."""
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 5, (30, 41)).astype(dtype)
+    b = rng.integers(0, 7, (30, 41)).astype(dtype)
+    expected = np.zeros((6, 9), np.int64)
+    np.add.at(expected, (a.ravel(), b.ravel()), 1)
+    counts = panoptic._code_histogram(a, 6, b, 9)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, expected)
+    # Non-contiguous maps (a view) count the same.
+    np.testing.assert_array_equal(
+        panoptic._code_histogram(a[:, ::2], 6, b[:, ::2], 9),
+        panoptic._code_histogram(np.ascontiguousarray(a[:, ::2]), 6, b[:, ::2].copy(), 9),
+    )
+
+
+def test_ground_truth_of_another_size_is_refused():
+    gt = compact_ids(np.ones((2, 3), np.int64), [1])
+    segments = [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 6}]
+    with pytest.raises(ValueError, match=r"img\.png: ground truth is \(2, 3\) but the predic"):
+        pq_compact_stats(gt, segments, np.ones((3, 2), np.int32), segments, [1], "img.png")
+    with pytest.raises(ValueError, match=r"img\.png \(prediction\): segment ids must be in"):
+        pq_compact_stats(gt, segments, np.full((2, 3), -2), segments, [1], "img.png")
