@@ -16,6 +16,7 @@ out), so that `MaskFormerPredictor` and the demo run it like the PyTorch model.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -115,6 +116,14 @@ def export_onnx(
             dynamic_shapes=dynamic_shapes,
         )
     proto = onnx.load(path)
+    fixed = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]]
+    if dynamic and all(fixed):
+        # torch.export keeps the example's size where the model's code branches on it (Swin
+        # below 224 pixels a side, whose last stages are then smaller than a window).
+        logging.getLogger(__name__).warning(
+            f"{path}: exported for {fixed[0]} x {fixed[1]} inputs only, not any size as asked "
+            "(the model's code fixed the size at this example); export with a larger example"
+        )
     meta = {SIZE_DIVISIBILITY_KEY: str(module.size_divisibility)}
     meta[NORMALIZE_KEY] = str(int(module.normalize))
     onnx.helper.set_model_props(proto, meta)

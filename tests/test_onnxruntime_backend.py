@@ -104,3 +104,34 @@ def test_demo_runs_the_onnx_file(exported, tmp_path, capsys):
         assert im.size == (80, 60)
     assert demo.main([*argv[:-2], "onnxruntime", onnx_file, "extra"]) == 2
     assert "--backend takes NAME [MODEL_FILE]" in capsys.readouterr().err
+
+
+def test_dynamic_swin_export_runs_at_sizes_whose_windows_need_padding(tmp_path):
+    # Swin pads its token grid up to whole windows (64 x 72 tokens -> 70 x 77). Rounding up with
+    # -(-h // k) became an ONNX truncating division that rounded down, and the file failed at
+    # run time on the shifted-window mask. (Below 224 pixels a side the export fixes the size.)
+    ort = pytest.importorskip("onnxruntime")
+    from maskformer.modeling.backbone.swin import D2SwinTransformer
+
+    torch.manual_seed(0)
+    swin = D2SwinTransformer(embed_dim=16, depths=(2, 1, 1, 1), num_heads=(1, 2, 2, 4)).eval()
+    onnx_file = str(tmp_path / "swin.onnx")
+    height, width = torch.export.Dim("height", min=16), torch.export.Dim("width", min=16)
+    with torch.no_grad():
+        torch.onnx.export(
+            swin,
+            (torch.rand(1, 3, 224, 256),),
+            onnx_file,
+            input_names=["images"],
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"x": {2: height, 3: width}},
+        )
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    for size in [(224, 256), (256, 288)]:
+        images = torch.rand(1, 3, *size)
+        got = session.run(None, {"images": images.numpy()})
+        with torch.no_grad():
+            want = list(swin(images).values())
+        for g, x in zip(got, want):
+            np.testing.assert_allclose(g, x.numpy(), rtol=1e-4, atol=1e-4)

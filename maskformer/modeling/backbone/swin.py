@@ -239,8 +239,10 @@ class SwinStage(nn.Module):
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tuple[int, int]]:
         """(B, H * W, C) -> (stage output (B, H * W, C), next stage input, its (H', W'))."""
         h, w = hw
-        hp = -(-h // self.window_size) * self.window_size
-        wp = -(-w // self.window_size) * self.window_size
+        # Rounded up without negative operands: an exported ONNX graph divides integers by
+        # truncation, so -(-h // k) there rounds down (the mask then has too few windows).
+        hp = (h + self.window_size - 1) // self.window_size * self.window_size
+        wp = (w + self.window_size - 1) // self.window_size * self.window_size
         mask = None
         if len(self.blocks) > 1:  # only odd blocks shift
             mask = shifted_window_mask(hp, wp, self.window_size, self.shift_size, x.device)
