@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -164,9 +165,14 @@ class OnnxRuntimeMaskFormer(nn.Module):
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX file not found: {path}")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                path, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime's own error types are not exported stably
+            raise ValueError(f"{path}: ONNX Runtime cannot load it as a model: {e}") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         names = [i.name for i in self.session.get_inputs()]
         if names != ["images"] or meta.get(NORMALIZE_KEY) != "1":

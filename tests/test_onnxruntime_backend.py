@@ -104,6 +104,18 @@ def test_demo_runs_the_onnx_file(exported, tmp_path, capsys):
         assert im.size == (80, 60)
     assert demo.main([*argv[:-2], "onnxruntime", onnx_file, "extra"]) == 2
     assert "--backend takes NAME [MODEL_FILE]" in capsys.readouterr().err
+    # A missing or unreadable model file: one line naming it, exit 2, nothing written.
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a model")
+    for bad, says in [
+        (tmp_path / "missing.onnx", "ONNX file not found"),
+        (tmp_path / "corrupt.onnx", "ONNX Runtime cannot load it"),
+    ]:
+        argv = ["--config-file", config, "--input", str(tmp_path / "in.png")]
+        argv += ["--output", str(tmp_path / "bad.png"), "--backend", "onnxruntime", str(bad)]
+        assert demo.main(argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and str(bad) in err and "Traceback" not in err
+        assert not (tmp_path / "bad.png").exists()
 
 
 def test_dynamic_swin_export_runs_at_sizes_whose_windows_need_padding(tmp_path):
