@@ -294,10 +294,8 @@ class BandedPostProcessing(PostProcessing):
         scores = semantic_inference_banded(mask_cls, mask_logits, at_image, self.band_elements)
         if labels_only:
             return {key: resized_argmax(scores, output_size)}
-        if tuple(output_size) != tuple(image_size):
-            scores = F.interpolate(scores[None], output_size, mode="bilinear", align_corners=False)
-            scores = scores[0]
-        return {key: scores}
+        scores = F.interpolate(scores[None], output_size, mode="bilinear", align_corners=False)
+        return {key: scores[0]}
 
 
 def semantic_inference_banded(
