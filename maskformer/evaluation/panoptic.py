@@ -29,12 +29,12 @@ import cv2
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 from PIL import Image
 
 from ..data.io import panoptic_ids_to_rgb
 from ..data.panoptic_ids import ID_LIMIT, CompactIds, compact_ids, read_panoptic_ids
 from . import reports
+from .gather import gather_on_main
 
 __all__ = ["PanopticEvaluator", "pq_compact_stats", "pq_image_stats", "pq_summary"]
 
@@ -319,13 +319,10 @@ class PanopticEvaluator(DatasetEvaluator):
         self._drain()
         stats, num_images, annotations = self._stats, self._num_images, self._annotations
         if self._distributed:
-            comm.synchronize()
-            gathered = comm.all_gather((stats, num_images, annotations))
-            if not comm.is_main_process():
+            gathered = gather_on_main((stats, num_images), annotations)
+            if gathered is None:
                 return None
-            stats = sum(g[0] for g in gathered)
-            num_images = sum(g[1] for g in gathered)
-            annotations = list(itertools.chain.from_iterable(g[2] for g in gathered))
+            (stats, num_images), annotations = gathered
         if num_images < len(self._gt):
             logger.warning(
                 f"{self._dataset_name}: PQ of {num_images} of the {len(self._gt)} images in "

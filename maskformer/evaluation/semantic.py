@@ -8,7 +8,6 @@ class and columns the predicted class, counting the pixels whose ground truth is
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -19,10 +18,10 @@ import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
 
 from ..data.io import read_label_map
 from . import reports
+from .gather import gather_on_main
 
 __all__ = [
     "SemanticEvaluator",
@@ -252,13 +251,10 @@ class SemanticEvaluator(DatasetEvaluator):
     def evaluate(self):
         conf, boundary, predictions = self._conf, self._boundary, self._predictions
         if self._distributed:
-            comm.synchronize()
-            gathered = comm.all_gather((conf, boundary, predictions))
-            if not comm.is_main_process():
+            gathered = gather_on_main((conf, boundary), predictions)
+            if gathered is None:
                 return None
-            conf = sum(g[0] for g in gathered)
-            boundary = sum(g[1] for g in gathered)
-            predictions = list(itertools.chain.from_iterable(g[2] for g in gathered))
+            (conf, boundary), predictions = gathered
         m = semantic_metrics(conf)
         res: Dict[str, float] = {"mIoU": 100 * m["mIoU"], "fwIoU": 100 * m["fwIoU"]}
         for i, name in enumerate(self._class_names):
