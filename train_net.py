@@ -46,7 +46,7 @@ from maskformer.checkpoint import (
     UntrainedModelError,
     check_trained,
 )
-from maskformer.config import UnsafeConfigError
+from maskformer.config import ConfigValueError, UnsafeConfigError
 from maskformer.data import (
     build_test_loader,
     build_test_mapper,
@@ -198,6 +198,7 @@ class SetupError(RuntimeError):
 # Failures of the set-up that a user fixes (a config key, a path, the weights): one line each.
 _SETUP_ERRORS = (
     CheckpointError,
+    ConfigValueError,
     UnsafeConfigError,
     DatasetDescriptionError,
     FileNotFoundError,

@@ -167,6 +167,11 @@ class UnsafeConfigError(ValueError):
     """A config file asks YAML to construct Python objects (a `!!python/...` tag)."""
 
 
+class ConfigValueError(ValueError):
+    """A config key holds a value the code it configures does not accept, or one that conflicts
+    with another key's (found where the value is used, after the config was built)."""
+
+
 class ConfigKeyError(KeyError):
     """A config file or override names a key that does not exist, or gives it a bad value."""
 

@@ -87,6 +87,17 @@ def test_unknown_config_key_and_dataset_are_one_line(tmp_path, capsys):
     assert "quickstart_sem_seg_vall" in line and "quickstart_sem_seg_val" in line
 
 
+def test_eval_only_refuses_a_value_the_inference_transforms_do_not_take(tmp_path, capsys):
+    weights = _checkpoint(tmp_path / "w.pth")
+    line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights,
+                    "MODEL.MASK_FORMER.TEST.PRECISION", "float16")  # fmt: skip
+    assert "PRECISION is 'float16'" in line and "'bfloat16', 'float32'" in line
+    line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights,
+                    "MODEL.MASK_FORMER.TEST.OPTIMIZE", "False",
+                    "MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY", "True")  # fmt: skip
+    assert "SEM_SEG_LABELS_ONLY" in line and "OPTIMIZE True" in line
+
+
 def test_training_on_a_dataset_that_is_not_on_disk_writes_nothing(tmp_path, capsys):
     env_root = os.environ.get("DETECTRON2_DATASETS", "datasets")
     line = _refused(capsys, tmp_path / "out", "DATASETS.TRAIN", "('ade20k_sem_seg_train',)",

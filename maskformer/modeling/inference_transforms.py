@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch import Tensor, nn
 
+from ..config import ConfigValueError
 from .pixel_decoder import BasePixelDecoder
 from .postprocessing import (
     PostProcessing,
@@ -96,7 +97,7 @@ def optimize_from_config(model: nn.Module, cfg, **overrides) -> nn.Module:
     semantic_output = "low_res_labels" if test.SEM_SEG_LOW_RES_LABELS else semantic_output
     if not test.OPTIMIZE:
         if semantic_output != "scores":
-            raise ValueError(
+            raise ConfigValueError(
                 "MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY / SEM_SEG_LOW_RES_LABELS are inference "
                 "transforms; they need MODEL.MASK_FORMER.TEST.OPTIMIZE True (it is False)"
             )

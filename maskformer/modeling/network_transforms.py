@@ -28,6 +28,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..config import ConfigValueError
+
 __all__ = [
     "PRECISIONS",
     "Autocast",
@@ -110,7 +112,7 @@ def network_transforms_from_config(model: nn.Module, cfg) -> nn.Module:
     TEST.COMPILE say (the defaults, "float32" and False, leave the model as it is)."""
     test = cfg.MODEL.MASK_FORMER.TEST
     if test.PRECISION not in PRECISIONS:
-        raise ValueError(
+        raise ConfigValueError(
             f"MODEL.MASK_FORMER.TEST.PRECISION is '{test.PRECISION}'; expected one of "
             f"{sorted(PRECISIONS)}"
         )
