@@ -374,7 +374,7 @@ def test_checkpoint_writes_are_atomic(tmp_path):
 
 
 def test_checkpointer_saves_through_a_temporary_file(tmp_path, monkeypatch):
-    import maskformer.checkpoint as ckpt
+    import maskformer.checkpoint.checkpointer as ckpt
 
     model = torch.nn.Linear(2, 2)
     written = []

@@ -42,7 +42,7 @@ class MaskFormerHead(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Every loader (Detectron2's DetectionCheckpointer and DefaultPredictor, plain
         # load_state_dict) passes through here, so the published layout is renamed here.
-        rename_published_pixel_decoder_keys(state_dict, prefix, self.pixel_decoder.state_dict())
+        rename_published_pixel_decoder_keys(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
@@ -61,25 +61,33 @@ class MaskFormerHead(nn.Module):
         return self.predictor(x, mask_features)
 
 
-def rename_published_pixel_decoder_keys(
-    state_dict: Dict[str, Tensor], prefix: str, pixel_decoder_state: Dict[str, Tensor]
-) -> List[str]:
-    """Rename, in place, `{prefix}X` to `{prefix}pixel_decoder.X` for the pixel decoder's X.
+def rename_published_pixel_decoder_keys(state_dict: Dict[str, Tensor], prefix: str) -> List[str]:
+    """Rename, in place, the published layout `{prefix}X` to `{prefix}pixel_decoder.X`.
 
-    The published checkpoints name the pixel decoder's tensors directly under the head
-    (`sem_seg_head.adapter_1.weight`); the official code renames them only when the state dict's
-    version metadata says so, which the published pickles do not carry. Key names tell the
-    layouts apart: a key is renamed only if the pixel decoder has that name and the state dict
-    does not already hold it in the current layout, so current-layout state dicts load unchanged.
-    Returns the renamed keys (old names).
+    A head has two children, `pixel_decoder` and `predictor`. The published checkpoints name the
+    pixel decoder's tensors directly under the head (`sem_seg_head.adapter_1.weight`); the
+    official code renames them only when the state dict's version metadata says so, which the
+    published pickles do not carry. Key names tell the layouts apart: every key under `prefix`
+    outside those two children is a published pixel-decoder key. The one rule for every loader
+    (the heads' `_load_from_state_dict`, `MaskFormerCheckpointer`). Returns the renamed keys
+    (old names).
+
+    Raises:
+        ValueError: the state dict holds keys of both layouts.
     """
-    renamed = []
-    for name in pixel_decoder_state:
-        old, new = prefix + name, prefix + "pixel_decoder." + name
-        if old in state_dict and new not in state_dict:
-            state_dict[new] = state_dict.pop(old)
-            renamed.append(old)
-    return renamed
+    children = (prefix + "pixel_decoder.", prefix + "predictor.")
+    published = [k for k in state_dict if k.startswith(prefix) and not k.startswith(children)]
+    if not published:
+        return []
+    current = [k for k in state_dict if k.startswith(prefix + "pixel_decoder.")]
+    if current:
+        raise ValueError(
+            f"mixes two layouts of the pixel decoder: {published[0]} (published layout) and "
+            f"{current[0]} (current layout); refusing to guess"
+        )
+    for old in published:
+        state_dict[prefix + "pixel_decoder." + old[len(prefix) :]] = state_dict.pop(old)
+    return published
 
 
 def predictor_in_channels(cfg, input_shape: Dict[str, ShapeSpec]) -> int:

@@ -82,7 +82,7 @@ class PerPixelBaselineHead(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Published checkpoints name the pixel decoder directly under the head, as MaskFormerHead.
-        rename_published_pixel_decoder_keys(state_dict, prefix, self.pixel_decoder.state_dict())
+        rename_published_pixel_decoder_keys(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod

@@ -1,0 +1,181 @@
+"""`MaskFormerCheckpointer`: Detectron2's `DetectionCheckpointer` (trainer, resume, `--eval-only`)
+that reads files safely (`files`), in any published layout (`layouts`), checks them before it
+touches the model (`checks`), and writes checkpoints atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from torch import Tensor, nn
+
+from ..utils.file_io import write_atomically
+from .checks import LoadReport, check_trained
+from .download import download
+from .errors import CheckpointError, CheckpointMismatchError
+from .files import read_checkpoint, torch_load
+from .layouts import match_state_dict
+
+__all__ = ["MaskFormerCheckpointer", "check_weights", "checked_state_dict"]
+
+logger = logging.getLogger(__name__)
+
+
+def checked_state_dict(
+    checkpoint: Dict[str, Any],
+    model: nn.Module,
+    path: str,
+    *,
+    strict: bool = False,
+    require_trained: bool = False,
+) -> Tuple[Dict[str, Tensor], LoadReport]:
+    """`match_state_dict`, then the refusals the loader was asked for; nothing is loaded.
+
+    Raises:
+        CheckpointError: weights of another architecture.
+        CheckpointMismatchError: `strict` and any tensor missing, unexpected or of another shape.
+        UntrainedModelError: `require_trained` and a tensor of the model would stay random.
+    """
+    state, report = match_state_dict(checkpoint, model, path)
+    if strict and (report.missing or report.unexpected or report.shape_mismatches):
+        raise CheckpointMismatchError(
+            "Strict loading refused, nothing was loaded:\n" + report.summary()
+        )
+    if require_trained:
+        check_trained(report)
+    return state, report
+
+
+def check_weights(
+    path: str, model: nn.Module, *, strict: bool = False, require_trained: bool = False
+) -> LoadReport:
+    """Read the weights file (or URL) `path` and check it against `model` as
+    `MaskFormerCheckpointer(model, strict=..., require_trained=...).load(path)` would, without
+    loading anything: `model` may live on the "meta" device (no memory for its weights).
+
+    Raises:
+        FileNotFoundError, CheckpointError (and its subclasses): as the loader would.
+    """
+    local = path
+    if "://" in path:
+        local = download(path)
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
+    checkpoint = read_checkpoint(local)
+    if "matching_heuristics=True" in path.partition("?")[2]:  # Detectron2's URL query
+        checkpoint["matching_heuristics"] = True
+    return checked_state_dict(
+        checkpoint, model, path, strict=strict, require_trained=require_trained
+    )[1]
+
+
+class MaskFormerCheckpointer(DetectionCheckpointer):
+    """`DetectionCheckpointer` that loads MaskFormer weights safely and in any published layout.
+
+    Usage, as Detectron2's::
+
+        MaskFormerCheckpointer(model, cfg.OUTPUT_DIR, optimizer=opt).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        MaskFormerCheckpointer(model, strict=True).load("model_final_d8dbeb.pkl")  # evaluation
+
+    `MODEL.WEIGHTS` may be: an official model-zoo `.pkl` in either layout; a Detectron2 `.pth`
+    (with or without the `{"model": ...}` wrapper); a Hugging Face MaskFormer `.safetensors` or
+    `.bin`; an ImageNet backbone converted by `tools/convert-torchvision-to-d2.py` or
+    `tools/convert-pretrained-swin-model-to-d2.py` (matched to `backbone.*` by name).
+
+    After each load, `last_report` (a `LoadReport`) says which tensors were loaded and which
+    were skipped, and why.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str = "",
+        *,
+        strict: bool = False,
+        require_trained: bool = False,
+        save_to_disk: Optional[bool] = None,
+        **checkpointables: Any,
+    ):
+        """
+        Args:
+            model: the model to load into (a DDP wrapper is unwrapped).
+            save_dir: where `save` writes and `resume_or_load` looks for the last checkpoint.
+            strict: raise `CheckpointMismatchError`, loading nothing, if any weight of the model
+                is missing from the file, or the file has weights the model lacks or of another
+                shape. Otherwise those are skipped and listed in a warning.
+            require_trained: raise `UntrainedModelError` (`check_trained`), loading nothing, if
+                the file leaves a tensor of the model missing or of another shape (evaluation,
+                inference).
+            save_to_disk: write checkpoints (default: only on the main process).
+            checkpointables: other objects with `state_dict` / `load_state_dict` (optimizer,
+                scheduler, ...), saved and resumed alongside the model.
+        """
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.strict = strict
+        self.require_trained = require_trained
+        self.last_report: Optional[LoadReport] = None
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        write_atomically(save_file, lambda tmp: torch.save(data, tmp))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = os.path.join(self.save_dir, "last_checkpoint")
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+        write_atomically(path, write)
+
+    def load(self, path: str, *args, **kwargs):
+        if path and "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
+        if path and "://" in path:
+            download(path)
+        return super().load(path, *args, **kwargs)
+
+    def _torch_load(self, f):
+        data = torch_load(f, str(f))
+        if not isinstance(data, dict):
+            raise CheckpointError(
+                f"{f}: not a checkpoint: expected a dict of weights, got {type(data).__name__}"
+            )
+        return data
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        """Read and check the whole file; the model is untouched until this returns."""
+        if filename.endswith((".pkl", ".safetensors", ".pyth")):
+            checkpoint = read_checkpoint(filename)
+        else:
+            # Detectron2's path (the "model" wrapper, `?matching_heuristics=True` URL queries);
+            # the file itself is read by our `_torch_load`.
+            checkpoint = super()._load_file(filename)
+        state, report = checked_state_dict(
+            checkpoint,
+            self.model,
+            filename,
+            strict=self.strict,
+            require_trained=self.require_trained,
+        )
+        self.last_report = report
+        logger.info(report.summary())
+        checkpoint["model"] = state
+        # Names are final now; Detectron2 must not match them again. Its loader skips (and
+        # lists by name) the shape mismatches and unexpected keys the report holds.
+        checkpoint.pop("matching_heuristics", None)
+        return checkpoint
