@@ -29,6 +29,7 @@ from .targets import (
 )
 
 __all__ = [
+    "DETRAugmentation",
     "DETRPanopticDatasetMapper",
     "InferenceDatasetMapper",
     "MaskFormerDatasetMapper",
@@ -84,8 +85,9 @@ class SemanticTargetBuilder:
 class PanopticTargetBuilder:
     """Targets of panoptic segmentation: one mask per non-crowd segment of the panoptic PNG.
 
-    The PNG is augmented as RGB (nearest-neighbour, like the image's label maps) and decoded to
-    segment ids afterwards; its padding is black, i.e. id 0, void.
+    The PNG is augmented as uint8 RGB (Detectron2 resizes it with PIL's nearest, as in the
+    official mappers) and decoded to segment ids afterwards; its padding is black, i.e. id 0,
+    void.
     """
 
     def __init__(
@@ -197,24 +199,51 @@ def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
     return augs
 
 
-def detr_augmentations(cfg) -> List[T.Augmentation]:
+class DETRAugmentation(T.Augmentation):
     """DETR's COCO augmentation: horizontal flip; half of the time, resize the short side to
-    400/500/600 and crop a random INPUT.CROP.SIZE region; then resize to the training scale."""
-    augs: List[T.Augmentation] = [T.RandomFlip()]
+    400/500/600 and crop a random region; then resize to the training scale.
+
+    Whether to crop is drawn first, before the flip, as DETR's mapper draws it: with the same
+    seeds the sample is the official one (a `RandomApply` after the flip would swap the two
+    draws).
+    """
+
+    def __init__(
+        self,
+        *,
+        flip: T.Augmentation,
+        crop: Optional[Sequence[T.Augmentation]],
+        resize: T.Augmentation,
+    ):
+        """
+        Args:
+            flip: the flip, applied first.
+            crop: resize and crop applied after the flip half of the time; None: never.
+            resize: the final resize.
+        """
+        super().__init__()
+        self.flip, self.crop, self.resize = flip, crop, resize
+        self._plain = T.AugmentationList([flip, resize])
+        self._cropped = None if crop is None else T.AugmentationList([flip, *crop, resize])
+
+    def __call__(self, aug_input) -> T.Transform:
+        if self._cropped is None or np.random.rand() > 0.5:
+            return self._plain(aug_input)
+        return self._cropped(aug_input)
+
+
+def detr_augmentations(cfg) -> List[T.Augmentation]:
+    """DETR's COCO augmentation (`DETRAugmentation`) of the config's crop and training scale."""
+    crop = None
     if cfg.INPUT.CROP.ENABLED:
-        crop = T.AugmentationList(
-            [
-                T.ResizeShortestEdge([400, 500, 600], sample_style="choice"),
-                T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE),
-            ]
-        )
-        augs.append(T.RandomApply(crop, prob=0.5))
-    augs.append(
-        T.ResizeShortestEdge(
-            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
-        )
+        crop = [
+            T.ResizeShortestEdge([400, 500, 600], sample_style="choice"),
+            T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE),
+        ]
+    resize = T.ResizeShortestEdge(
+        cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
     )
-    return augs
+    return [DETRAugmentation(flip=T.RandomFlip(), crop=crop, resize=resize)]
 
 
 def _pad_to_multiple(array: np.ndarray, divisor: int, value: int) -> np.ndarray:
@@ -225,12 +254,6 @@ def _pad_to_multiple(array: np.ndarray, divisor: int, value: int) -> np.ndarray:
         return array
     pad = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
     return np.pad(array, pad, mode="constant", constant_values=value)
-
-
-def _ensure_label_dtype(label: np.ndarray) -> np.ndarray:
-    # Detectron2 resizes uint8 maps with PIL and everything else with torch, which needs floats;
-    # float64 represents 16-bit labels and panoptic ids exactly.
-    return label if label.dtype == np.uint8 else label.astype(np.float64)
 
 
 class MaskFormerDatasetMapper:
@@ -285,11 +308,15 @@ class MaskFormerDatasetMapper:
                 )
             labels[name] = label
         self.target_builder.check(labels, d)
+        if "sem_seg" in labels:
+            # The official mappers read the semantic map as float64, which Detectron2 resizes
+            # with torch's nearest (source pixel floor(i * in / out)); as uint8 it would take
+            # PIL's (pixel centres) and other source pixels. The panoptic PNG they read as uint8
+            # RGB, as `read_label_map` does: PIL's nearest. float64 holds 16-bit labels exactly.
+            labels["sem_seg"] = labels["sem_seg"].astype(np.float64)
 
         # The semantic map rides in AugInput so that the crop can look at its categories.
-        aug_input = T.AugInput(
-            image, sem_seg=_ensure_label_dtype(labels["sem_seg"]) if "sem_seg" in labels else None
-        )
+        aug_input = T.AugInput(image, sem_seg=labels.get("sem_seg"))
         transforms = self.augmentations(aug_input)
         image = aug_input.image
         for name in labels:

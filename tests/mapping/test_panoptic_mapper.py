@@ -118,14 +118,13 @@ def test_detr_mapper_one_mask_per_non_crowd_segment_without_padding(dataset):
 
 def test_detr_augmentation_is_the_detr_recipe(dataset):
     mapper = _detr()
-    augs = mapper.augmentations.augs
-    assert [type(a).__name__ for a in augs] == ["RandomFlip", "RandomApply", "ResizeShortestEdge"]
-    assert augs[1].prob == 0.5
-    crop = augs[1].aug.augs
-    assert [type(a).__name__ for a in crop] == ["ResizeShortestEdge", "RandomCrop"]
-    assert tuple(crop[0].short_edge_length) == (400, 500, 600)
-    assert (crop[1].crop_type, tuple(crop[1].crop_size)) == ("absolute_range", (384, 600))
-    assert tuple(augs[2].short_edge_length) == (40,)
+    (aug,) = mapper.augmentations.augs
+    assert type(aug.flip).__name__ == "RandomFlip" and aug.flip.horizontal
+    assert [type(a).__name__ for a in aug.crop] == ["ResizeShortestEdge", "RandomCrop"]
+    assert tuple(aug.crop[0].short_edge_length) == (400, 500, 600)
+    assert (aug.crop[1].crop_type, tuple(aug.crop[1].crop_size)) == ("absolute_range", (384, 600))
+    assert tuple(aug.resize.short_edge_length) == (40,)
+    assert _detr("INPUT.CROP.ENABLED", False).augmentations.augs[0].crop is None
     # Through the crop branch the masks still tile the (resized) image without padding.
     for seed in range(4):
         np.random.seed(seed)
