@@ -67,18 +67,12 @@ class BasePixelDecoder(nn.Module):
             return layer
 
         # Registered in the official order (adapter_1, layer_1, ..., layer_4) so that the state
-        # dict lists keys as the published checkpoints do.
-        lateral, output = [], []
+        # dict lists keys as the published checkpoints do; forward looks them up by name, so
+        # that a transform replacing one (fold_frozen_batchnorm) is the one that runs.
         for i, in_ch in enumerate(channels[:-1], start=1):
-            lateral.append(conv(in_ch, 1, relu=False))
-            output.append(conv(conv_dim, 3, relu=True))
-            self.add_module(f"adapter_{i}", lateral[-1])
-            self.add_module(f"layer_{i}", output[-1])
-        top = conv(top_in_channels, 3, relu=True)
-        self.add_module(f"layer_{len(channels)}", top)
-        # Coarse-to-fine order, as forward consumes them; `None`: the top level has no adapter.
-        self._lateral = [None] + lateral[::-1]
-        self._output = [top] + output[::-1]
+            self.add_module(f"adapter_{i}", conv(in_ch, 1, relu=False))
+            self.add_module(f"layer_{i}", conv(conv_dim, 3, relu=True))
+        self.add_module(f"layer_{len(channels)}", conv(top_in_channels, 3, relu=True))
 
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=3, padding=1)
         weight_init.c2_xavier_fill(self.mask_features)
@@ -96,7 +90,7 @@ class BasePixelDecoder(nn.Module):
 
     def _top(self, x: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Process the coarsest feature; returns its output and any named extra features."""
-        return self._output[0](x), {}
+        return getattr(self, f"layer_{len(self.in_features)}")(x), {}
 
     def forward(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
         """
@@ -106,11 +100,12 @@ class BasePixelDecoder(nn.Module):
             mask_features: (B, mask_dim, H4, W4) per-pixel embeddings at the finest stride.
             extra: named intermediate features (e.g. "transformer_encoder"), possibly empty.
         """
-        names = self.in_features[::-1]
-        y, extra = self._top(features[names[0]])
-        for name, lateral, output in zip(names[1:], self._lateral[1:], self._output[1:]):
-            cur = lateral(features[name])
-            y = output(cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest"))
+        y, extra = self._top(features[self.in_features[-1]])
+        for i in range(len(self.in_features) - 1, 0, -1):  # coarse to fine
+            cur = getattr(self, f"adapter_{i}")(features[self.in_features[i - 1]])
+            y = getattr(self, f"layer_{i}")(
+                cur + F.interpolate(y, size=cur.shape[-2:], mode="nearest")
+            )
         return self.mask_features(y), extra
 
 
@@ -164,4 +159,6 @@ class TransformerEncoderPixelDecoder(BasePixelDecoder):
 
     def _top(self, x: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         encoded = self.transformer(self.input_proj(x), self.pe_layer(x))
-        return self._output[0](encoded), {"transformer_encoder": encoded}
+        return getattr(self, f"layer_{len(self.in_features)}")(encoded), {
+            "transformer_encoder": encoded
+        }
