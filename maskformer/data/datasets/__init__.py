@@ -1,9 +1,11 @@
-"""Dataset registrations; importing this module registers them in Detectron2's catalog.
+"""Dataset registrations; importing this module registers the built-in datasets in Detectron2's
+catalog.
 
 Datasets are looked for under $DETECTRON2_DATASETS (default: ./datasets), as in Detectron2;
 datasets/README.md describes the expected layouts. Your own datasets, described by
 `tools/register_dataset.py` in $MASKFORMER_DATASETS_DIR (default ~/.config/maskformer/datasets),
-are registered last (described.py).
+are registered by an explicit `register_described_datasets()` (described.py), which
+`train_net.py`, the demo and the tools call; importing reads no file of yours.
 """
 
 from ..preparation import datasets_root
@@ -39,7 +41,6 @@ register_ade20k_panoptic()
 register_coco_panoptic_with_sem_seg()
 register_quickstart()
 register_quickstart_panoptic()
-register_described_datasets()
 
 __all__ = [
     "load_panoptic_json",

@@ -2,9 +2,10 @@
 
 Detectron2's registration lives only as long as the process. `tools/register_dataset.py` writes
 a small JSON file per dataset into the datasets directory, `$MASKFORMER_DATASETS_DIR` (default
-`$XDG_CONFIG_HOME/maskformer/datasets`, i.e. `~/.config/maskformer/datasets`), and importing
-`maskformer` registers every `*.json` there. `train_net.py`, `demo/demo.py` and the tools can
-then use the dataset by name.
+`$XDG_CONFIG_HOME/maskformer/datasets`, i.e. `~/.config/maskformer/datasets`), and
+`register_described_datasets()` registers every `*.json` there. `train_net.py`, `demo/demo.py`
+and the tools call it, so that they can use the dataset by name; in your own code, call it
+after `import maskformer`.
 
 A semantic description (paths absolute; "colors", "ignore_label", "image_ext" optional):
 
@@ -19,8 +20,8 @@ A panoptic one ("semantic_labels", "instances_json" optional; categories as in C
      "images": "...", "panoptic_masks": "...", "panoptic_json": "...json",
      "categories": [{"id": 11, "name": "disc", "isthing": 1, "color": [220, 40, 40]}, ...]}
 
-A description that cannot be used is reported (file and key) in a warning at import; its dataset
-name, when known, is registered so that using it raises that error.
+A description that cannot be used is reported (file and key) in a warning; its dataset name,
+when known, is registered so that using it raises that error.
 """
 
 from __future__ import annotations
