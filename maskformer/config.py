@@ -24,143 +24,122 @@ def add_maskformer_config(cfg: CN) -> None:
     """Add the MaskFormer keys, with the defaults of the official implementation, to `cfg`.
 
     Call `detectron2.projects.deeplab.add_deeplab_config(cfg)` first: MaskFormer configs use its
-    poly LR schedule, crop constraint and DeepLab ResNet stem.
+    poly LR schedule, crop constraint and DeepLab ResNet stem. Keys are grouped by the code that
+    reads them; a comment is given where the name is not enough.
     """
-    # data
-    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # training mapper, chosen by name
-    cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style colour jitter in the training mapper
+    # Data: the training mapper (maskformer/data).
+    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"  # a name of maskformer.data.MAPPERS
+    cfg.INPUT.COLOR_AUG_SSD = False  # SSD-style colour jitter
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0  # crop retry: max area share of one class
-    cfg.INPUT.SIZE_DIVISIBILITY = (
-        -1
-    )  # mapper pads image and labels to a multiple of this (<= 0: no)
+    cfg.INPUT.SIZE_DIVISIBILITY = -1  # pad image and labels to a multiple of this (<= 0: no)
 
-    # solver
-    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding parameters (the queries)
-    cfg.SOLVER.OPTIMIZER = "ADAMW"  # "ADAMW" or "SGD"
-    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # LR factor for parameters under `backbone`
+    # Model: MaskFormer, its transformer predictor and pixel decoder (maskformer/modeling).
+    mf = cfg.MODEL.MASK_FORMER = CN()
+    mf.HIDDEN_DIM = 256  # transformer width
+    mf.NUM_OBJECT_QUERIES = 100  # N, the number of predicted masks
+    mf.NHEADS = 8  # attention heads (also the pixel decoder's encoder)
+    mf.DROPOUT = 0.1  # (also the pixel decoder's encoder)
+    mf.DIM_FEEDFORWARD = 2048
+    mf.ENC_LAYERS = 0  # encoder layers inside the predictor's transformer
+    mf.DEC_LAYERS = 6
+    mf.PRE_NORM = False  # pre-norm instead of post-norm transformer layers
+    # The feature the decoder attends to: a backbone feature name, or "transformer_encoder" (the
+    # encoder output of TransformerEncoderPixelDecoder).
+    mf.TRANSFORMER_IN_FEATURE = "res5"
+    mf.ENFORCE_INPUT_PROJ = False  # 1x1 input projection even if the widths match
+    mf.SIZE_DIVISIBILITY = 32  # pad the batch to a multiple of this (<0: the backbone's)
+    cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"  # PIXEL_DECODER_REGISTRY
+    cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256  # per-pixel embedding width
+    cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 0  # TransformerEncoderPixelDecoder's encoder
+
+    # Model: backbones. Swin (MODEL.BACKBONE.NAME "D2SwinTransformer"), defaults of Swin-T.
+    swin = cfg.MODEL.SWIN = CN()
+    swin.PRETRAIN_IMG_SIZE = 224  # grid of the absolute position embedding
+    swin.PATCH_SIZE = 4
+    swin.EMBED_DIM = 96  # width of stage 1; stage i has EMBED_DIM * 2**i
+    swin.DEPTHS = [2, 2, 6, 2]
+    swin.NUM_HEADS = [3, 6, 12, 24]
+    swin.WINDOW_SIZE = 7
+    swin.MLP_RATIO = 4.0
+    swin.QKV_BIAS = True
+    swin.QK_SCALE = None  # None: head_dim ** -0.5
+    swin.DROP_RATE = 0.0
+    swin.ATTN_DROP_RATE = 0.0
+    swin.DROP_PATH_RATE = 0.3  # stochastic depth of the last block (linear from 0)
+    swin.APE = False  # absolute position embedding
+    swin.PATCH_NORM = True
+    swin.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    swin.USE_CHECKPOINT = False  # gradient checkpointing of every block
+    # timm (MODEL.BACKBONE.NAME "build_timm_backbone"); features named res2..res5 by stride.
+    timm = cfg.MODEL.TIMM = CN()
+    timm.NAME = ""  # e.g. "convnext_tiny"
+    timm.OUT_INDICES = []  # timm feature indices; []: strides 4..32 (a ViT: its last block)
+    timm.PRETRAINED_WEIGHTS = ""  # a local weight file in timm's layout ("": random)
+    timm.KWARGS = []  # more timm model arguments as "name=value", e.g. "img_size=512"
+    timm.PYRAMID_CHANNELS = 256  # single-scale (ViT) models: SimpleFeaturePyramid width
+    timm.PYRAMID_NORM = "LN"  # single-scale (ViT) models: SimpleFeaturePyramid norm
+    # No gradients and eval-mode normalisation for the (pretrained) backbone, not in the
+    # optimizer; a ViT's SimpleFeaturePyramid still trains.
+    cfg.MODEL.BACKBONE.FREEZE = False
+
+    # Loss and matching (maskformer/modeling/criterion.py, matcher.py).
+    mf.DEEP_SUPERVISION = True  # losses on every decoder layer's output
+    mf.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the "no object" class
+    mf.DICE_WEIGHT = 1.0  # dice loss and matching-cost weight
+    mf.MASK_WEIGHT = 20.0  # sigmoid focal loss and matching-cost weight
+    # Cross-entropy and matching-cost weight of each of the K classes: K numbers, or the path of
+    # a text file of K numbers; None: all 1.
+    mf.CLASS_WEIGHTS = None
+    # Mask losses and costs at this many sampled points per mask (Mask2Former: 12544) instead of
+    # every pixel (0, the official MaskFormer): less training memory.
+    mf.TRAIN_NUM_POINTS = 0
+    mf.OVERSAMPLE_RATIO = 3.0  # point sampling: candidates per kept point
+    mf.IMPORTANCE_SAMPLE_RATIO = 0.75  # point sampling: share chosen by uncertainty
+
+    # Solver (maskformer/solver.py, maskformer/engine/amp.py).
+    cfg.SOLVER.OPTIMIZER = "ADAMW"  # or "SGD"
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # LR factor of the parameters under `backbone`
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding (the queries)
     # Autocast dtype of SOLVER.AMP: "float16" (with loss scaling) or "bfloat16"; "": float16 on
     # CUDA, bfloat16 on the CPU.
     cfg.SOLVER.AMP.PRECISION = ""
 
-    cfg.MODEL.MASK_FORMER = CN()
-    # loss
-    cfg.MODEL.MASK_FORMER.DEEP_SUPERVISION = True  # losses on every decoder layer's output
-    cfg.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the "no object" class
-    cfg.MODEL.MASK_FORMER.DICE_WEIGHT = 1.0  # dice loss and matching-cost weight
-    cfg.MODEL.MASK_FORMER.MASK_WEIGHT = 20.0  # sigmoid focal loss and matching-cost weight
-    # Mask losses and matching costs at this many sampled points per mask (Mask2Former: 12544)
-    # instead of every pixel; 0 = every pixel (official MaskFormer). Saves training memory.
-    cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 0
-    cfg.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0  # point sampling: candidates per kept point
-    cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75  # share of points chosen by uncertainty
-    # transformer predictor
-    cfg.MODEL.MASK_FORMER.NHEADS = 8  # attention heads (also the pixel decoder's encoder)
-    cfg.MODEL.MASK_FORMER.DROPOUT = 0.1  # transformer dropout (also the pixel decoder's encoder)
-    cfg.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048  # transformer FFN width
-    cfg.MODEL.MASK_FORMER.ENC_LAYERS = 0  # encoder layers inside the predictor's transformer
-    cfg.MODEL.MASK_FORMER.DEC_LAYERS = 6  # decoder layers
-    cfg.MODEL.MASK_FORMER.PRE_NORM = False  # pre-norm instead of post-norm transformer layers
-    cfg.MODEL.MASK_FORMER.HIDDEN_DIM = 256  # transformer width
-    cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES = 100  # N, the number of predicted masks
-    # Feature the decoder attends to: a backbone feature name, or "transformer_encoder" for the
-    # output of TransformerEncoderPixelDecoder's encoder.
-    cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = "res5"
-    cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False  # 1x1 input projection even if dims match
-    # Pad the batch to a multiple of this inside the model (<0: the backbone's requirement).
-    cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32
+    # Inference: the outputs and their post-processing (maskformer/modeling/postprocessing.py).
+    test = mf.TEST = CN()
+    test.SEMANTIC_ON = True  # "sem_seg"
+    test.PANOPTIC_ON = False  # "panoptic_seg"
+    test.INSTANCE_ON = False  # "instances": at most TEST.DETECTIONS_PER_IMAGE, thing classes
+    test.OBJECT_MASK_THRESHOLD = 0.0  # panoptic: min class score of a query
+    test.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible / full area of a mask
+    test.INSTANCE_SCORE_THRESHOLD = 0.0  # instance: min score
+    # Resize the mask logits to the output size before combining them (exact, memory-hungry).
+    test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
 
-    # inference
-    cfg.MODEL.MASK_FORMER.TEST = CN()
-    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True  # output "sem_seg" (K score maps)
-    cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False  # output "panoptic_seg"
-    # Output "instances"; at most TEST.DETECTIONS_PER_IMAGE per image, thing classes only.
-    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
-    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_SCORE_THRESHOLD = 0.0  # instance: keep scores above this
-    cfg.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0  # panoptic: min class score of a query
-    cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0  # panoptic: min visible/full mask area
-    # Resize mask logits to the output size before combining them (exact but memory-hungry).
-    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
-    # Inference transform (with OPTIMIZE): "sem_seg_labels" only, combined at the mask resolution
-    # and resized in bands: an approximation whose memory does not grow with classes x output size.
-    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS = False
+    # Deployment: what the predictor, the demo, --eval-only and export run
+    # (maskformer/modeling/inference_transforms.py, network_transforms.py; docs/deployment.md).
+    # The inference transforms (equal outputs up to float rounding); False: the plain model.
+    test.OPTIMIZE = True
+    # The semantic output: "scores" ("sem_seg" (K, H, W)), "labels" ("sem_seg_labels" (H, W),
+    # their argmax, without the scores) or "low_res_labels" (the same key, combined at the mask
+    # resolution: an approximation for very large outputs). Labels need OPTIMIZE.
+    test.SEMANTIC_OUTPUT = "scores"
+    # "float32", or "bfloat16": autocast in the backbone and head (faster where the CPU has
+    # AVX512-BF16 or AMX; labels may differ near class boundaries).
+    test.PRECISION = "float32"
+    test.COMPILE = False  # torch.compile the backbone and head (needs a C++ compiler on the CPU)
 
-    # evaluation
-    # Threads computing PQ image by image while the model runs (0: in the evaluation loop).
-    cfg.TEST.PANOPTIC_EVAL_WORKERS = 4
-    # The test loader's workers decode the panoptic ground-truth PNGs (panoptic output only);
-    # off: the evaluator reads them, in the evaluation loop. The same PQ either way.
-    cfg.TEST.PANOPTIC_EVAL_GT_IN_LOADER = True
-
-    # pixel decoder
-    cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256  # per-pixel embedding dimension
-    cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 0  # TransformerEncoderPixelDecoder layers
-    cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"  # PIXEL_DECODER_REGISTRY name
-
-    # Swin backbone (MODEL.BACKBONE.NAME: "D2SwinTransformer"); the defaults are Swin-T.
-    cfg.MODEL.SWIN = CN()
-    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # pre-training image size: grid of the APE table
-    cfg.MODEL.SWIN.PATCH_SIZE = 4  # patch embedding stride (res2 has this stride)
-    cfg.MODEL.SWIN.EMBED_DIM = 96  # width of stage 1; stage i has EMBED_DIM * 2**i
-    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # transformer blocks per stage
-    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]  # attention heads per stage
-    cfg.MODEL.SWIN.WINDOW_SIZE = 7  # attention window side, in tokens
-    cfg.MODEL.SWIN.MLP_RATIO = 4.0  # MLP hidden width / block width
-    cfg.MODEL.SWIN.QKV_BIAS = True  # learn a bias for the q, k, v projections
-    cfg.MODEL.SWIN.QK_SCALE = None  # attention scale; None: head_dim ** -0.5
-    cfg.MODEL.SWIN.DROP_RATE = 0.0  # dropout after the embedding and projections
-    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0  # dropout of the attention weights
-    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3  # stochastic depth of the last block (linear from 0)
-    cfg.MODEL.SWIN.APE = False  # learned absolute position embedding
-    cfg.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
-    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # features to return
-    cfg.MODEL.SWIN.USE_CHECKPOINT = False  # gradient checkpointing of every block (saves memory)
-
-    # evaluation outputs
+    # Evaluation (maskformer/evaluation, maskformer/engine).
+    cfg.TEST.IMS_PER_BATCH = 1  # images per batch, all of one size (metrics do not change)
     cfg.TEST.EVAL_SEM_SEG_JSON = False  # write sem_seg_predictions.json (RLEs, COCO-Stuff)
-    cfg.TEST.EVAL_BOUNDARY_IOU = False  # also per-class Boundary IoU (an erosion per class)
-    cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write panoptic prediction PNGs + JSON
-    cfg.TEST.EVAL_TENSORBOARD_IMAGES = 4  # image | prediction | GT overlays per evaluation
+    cfg.TEST.EVAL_BOUNDARY_IOU = False  # also per-class Boundary IoU
+    cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write the panoptic prediction PNGs + JSON
+    cfg.TEST.EVAL_TENSORBOARD_IMAGES = 4  # image | prediction | GT panels at each evaluation
 
-    # Backbones of any kind, class weights, N-channel input
-    # Freeze the backbone (its pretrained part): no gradients, eval-mode normalisation, not in
-    # the optimizer. For a SimpleFeaturePyramid (ViT) the pyramid layers still train.
-    cfg.MODEL.BACKBONE.FREEZE = False
-    # timm backbone (MODEL.BACKBONE.NAME: "build_timm_backbone"); features named res2..res5.
-    cfg.MODEL.TIMM = CN()
-    cfg.MODEL.TIMM.NAME = ""  # timm model name, e.g. "convnext_tiny"
-    cfg.MODEL.TIMM.OUT_INDICES = []  # timm feature indices; []: stride 4..32 (ViT: last block)
-    cfg.MODEL.TIMM.PRETRAINED_WEIGHTS = ""  # local weight file read by timm ("": random init)
-    cfg.MODEL.TIMM.KWARGS = []  # more timm model arguments as "name=value", e.g. "img_size=512"
-    cfg.MODEL.TIMM.PYRAMID_CHANNELS = 256  # single-scale (ViT) models: SimpleFeaturePyramid width
-    cfg.MODEL.TIMM.PYRAMID_NORM = "LN"  # single-scale (ViT) models: SimpleFeaturePyramid norm
-    # Cross-entropy and matching-cost weight of each of the K classes: a list of K numbers, or
-    # the path of a text file of K numbers (whitespace-separated); None: all 1.
-    cfg.MODEL.MASK_FORMER.CLASS_WEIGHTS = None
-
-    # inference transforms (maskformer.modeling.inference_transforms)
-    # Predictor, demo, --eval-only, export and benchmark apply the exact inference transforms
-    # (same outputs up to float rounding); False: the plain model.
-    cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE = True
-    # With OPTIMIZE: semantic output "sem_seg_labels" (H, W) class ids only, no "sem_seg" scores.
-    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY = False
-    # Deployment transforms of the backbone and head (maskformer.modeling.network_transforms),
-    # applied by the predictor, demo, --eval-only and benchmark. PRECISION: "float32", or
-    # "bfloat16" (autocast; faster where the CPU has AVX512-BF16 or AMX, labels may differ near
-    # class boundaries; post-processing stays float32).
-    cfg.MODEL.MASK_FORMER.TEST.PRECISION = "float32"
-    # torch.compile the backbone and head (same outputs up to float rounding; compiles at the
-    # first image of each size; on the CPU needs a C++ compiler, else a warning and no compile).
-    cfg.MODEL.MASK_FORMER.TEST.COMPILE = False
-
-    # Loading weights.
-    # Refuse MODEL.WEIGHTS unless every tensor of the model and of the file match by name and
-    # shape (training, --eval-only, the predictor). Off: training skips missing tensors and
-    # tensors of another shape (listed by name, for fine-tuning); evaluation and inference still
-    # refuse weights that leave any tensor of the model random.
+    # Loading weights (maskformer/checkpoint). True: refuse MODEL.WEIGHTS unless every tensor of
+    # the model and of the file match by name and shape. False: training skips and lists the
+    # tensors that do not fit (fine-tuning); evaluation and inference refuse any that would stay
+    # random either way.
     cfg.MODEL.WEIGHTS_STRICT = False
-    # Evaluation batches: up to this many images, all of one size (so the batch size never
-    # changes a result; maskformer/data/test_loader.py).
-    cfg.TEST.IMS_PER_BATCH = 1
 
 
 class UnsafeConfigError(ValueError):

@@ -76,7 +76,6 @@ def trained(tmp_path_factory):
             "MODEL.MASK_FORMER.TEST.INSTANCE_ON", "True",
             "SOLVER.MAX_ITER", "2",
             "TEST.EVAL_PERIOD", "2",
-            "TEST.PANOPTIC_EVAL_WORKERS", "2",
         )
     )  # fmt: skip
     trainer = train_net.Trainer(cfg)

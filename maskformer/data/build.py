@@ -203,10 +203,10 @@ class WithPanopticGroundTruth:
 def build_test_loader(cfg, dataset_name: str) -> Iterable[List[Dict]]:
     """Detectron2's test loader with `build_test_mapper`, batching up to TEST.IMS_PER_BATCH
     images of one size (`SameSizeBatches`: the batch size never changes a result); with
-    panoptic output and TEST.PANOPTIC_EVAL_GT_IN_LOADER, its workers decode the panoptic
-    ground truth too (`WithPanopticGroundTruth`)."""
+    panoptic output, its workers decode the panoptic ground truth for the evaluator too
+    (`WithPanopticGroundTruth`), off the evaluation loop."""
     mapper = build_test_mapper(cfg)
-    if cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON and cfg.TEST.PANOPTIC_EVAL_GT_IN_LOADER:
+    if cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON:
         mapper = WithPanopticGroundTruth(mapper)
     loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
     batch_size = cfg.TEST.IMS_PER_BATCH

@@ -1,4 +1,5 @@
-"""Training hooks."""
+"""Training hooks: per-step seeds (exact resume), periodic checkpoints without a duplicate of the
+final one, and evaluation overlays for TensorBoard."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
-from detectron2.engine import HookBase
+from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_context
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
@@ -16,10 +17,15 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.datasets.custom import default_colors
 from ..data.io import read_image, read_label_map, rgb_to_panoptic_ids
 from ..evaluation.reports import overlay_panels
-from ..evaluation.semantic import predicted_labels
+from ..modeling.postprocessing import semantic_labels
 from .evaluation import evaluated_on
 
-__all__ = ["EvalImagesHook", "StepSeedHook"]
+__all__ = [
+    "EvalImagesHook",
+    "PeriodicCheckpointer",
+    "StepSeedHook",
+    "without_duplicate_final_checkpoint",
+]
 
 
 class StepSeedHook(HookBase):
@@ -37,10 +43,38 @@ class StepSeedHook(HookBase):
         torch.manual_seed(int(seq.generate_state(1)[0]))
 
 
+class PeriodicCheckpointer(hooks.PeriodicCheckpointer):
+    """Detectron2's `PeriodicCheckpointer`, except that the last iteration writes only
+    `model_final.pth`: when MAX_ITER is a multiple of CHECKPOINT_PERIOD, Detectron2 also writes
+    `model_{MAX_ITER - 1:07d}.pth`, a second copy of the same weights."""
+
+    def step(self, iteration: int, **kwargs) -> None:
+        if self.max_iter is not None and int(iteration) >= self.max_iter - 1:
+            self.checkpointer.save(
+                f"{self.file_prefix}_final", **{"iteration": int(iteration), **kwargs}
+            )
+            return
+        super().step(iteration, **kwargs)
+
+
+def without_duplicate_final_checkpoint(trainer_hooks: list) -> list:
+    """`trainer_hooks` with Detectron2's PeriodicCheckpointer replaced by ours (same period,
+    checkpointer and file prefix)."""
+    out = []
+    for h in trainer_hooks:
+        if type(h) is hooks.PeriodicCheckpointer:
+            h = PeriodicCheckpointer(
+                h.checkpointer, h.period, max_iter=h.max_iter, max_to_keep=h.max_to_keep,
+                file_prefix=h.file_prefix,
+            )  # fmt: skip
+        out.append(h)
+    return out
+
+
 def _predicted_classes(output: Dict) -> np.ndarray:
     """(H, W) class ids of a model output: semantic if there, else panoptic (-1: no segment)."""
     if "sem_seg_labels" in output or "sem_seg" in output:
-        return predicted_labels(output).cpu().numpy()
+        return semantic_labels(output).cpu().numpy()
     ids, segments = output["panoptic_seg"]
     table = np.full(max([s["id"] for s in segments], default=0) + 1, -1)
     for s in segments:

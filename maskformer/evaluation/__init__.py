@@ -3,12 +3,13 @@ from .build import (
     EvaluationOptions,
     build_evaluator,
     evaluation_options,
+    evaluation_semantic_output,
     reads_semantic_labels,
 )
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator, pq_compact_stats, pq_image_stats, pq_summary
 from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
-from .semantic import SemanticEvaluator, confusion_matrix, predicted_labels, semantic_metrics
+from .semantic import SemanticEvaluator, confusion_matrix, semantic_metrics
 
 __all__ = [
     "EVALUATORS",
@@ -20,11 +21,11 @@ __all__ = [
     "build_evaluator",
     "confusion_matrix",
     "evaluation_options",
+    "evaluation_semantic_output",
     "pq_compact_stats",
     "pq_compute_multi_core",
     "pq_image_stats",
     "pq_summary",
-    "predicted_labels",
     "reads_semantic_labels",
     "semantic_metrics",
 ]

@@ -11,12 +11,21 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.utils import comm
 
+from ..config import ConfigValueError
+from ..modeling.inference_transforms import check_semantic_output
 from .cityscapes import CityscapesSemSegEvaluator
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator
 from .semantic import SemanticEvaluator
 
-__all__ = ["EVALUATORS", "EvaluationOptions", "build_evaluator"]
+__all__ = [
+    "EVALUATORS",
+    "EvaluationOptions",
+    "build_evaluator",
+    "evaluation_options",
+    "evaluation_semantic_output",
+    "reads_semantic_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +37,6 @@ class EvaluationOptions:
     semantic: bool = True  # "sem_seg"
     panoptic: bool = False  # "panoptic_seg"
     instance: bool = False  # "instances"
-    panoptic_workers: int = 4  # threads computing PQ while the model runs
     semantic_json: bool = False  # write the per-image RLEs (sem_seg_predictions.json)
     boundary_iou: bool = False  # per-class Boundary IoU too
     panoptic_predictions: bool = False  # write the panoptic prediction PNGs + JSON
@@ -65,7 +73,6 @@ def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[
             PanopticEvaluator(
                 dataset_name,
                 output_dir=output_dir,
-                num_workers=options.panoptic_workers,
                 write_predictions=options.panoptic_predictions,
             )
         )
@@ -144,6 +151,40 @@ def reads_semantic_labels(dataset_name: str) -> bool:
     return MetadataCatalog.get(dataset_name).get("evaluator_type") != "cityscapes_sem_seg"
 
 
+def evaluation_semantic_output(cfg) -> str:
+    """The semantic output (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT's values) the model gives
+    when evaluated on cfg.DATASETS.TEST, with TEST.AUG if enabled: the one place that decides
+    it, so that every consumer can read what the model gives.
+
+    "scores" becomes "labels" where no consumer reads scores: the same metrics, without the
+    (K, H, W) score maps.
+
+    Raises:
+        ConfigValueError: labels asked for where test-time augmentation (which averages scores)
+            or an evaluator that reads scores (Detectron2's Cityscapes evaluator) consumes them.
+    """
+    test = cfg.MODEL.MASK_FORMER.TEST
+    requested = check_semantic_output(cfg)
+    if not test.SEMANTIC_ON:
+        return requested
+    score_readers = [
+        f"the evaluator of dataset '{name}' (evaluator_type "
+        f"'{MetadataCatalog.get(name).get('evaluator_type')}')"
+        for name in cfg.DATASETS.TEST
+        if not reads_semantic_labels(name)
+    ]
+    if cfg.TEST.AUG.ENABLED:
+        score_readers.insert(0, "test-time augmentation (TEST.AUG.ENABLED True)")
+    if requested == "scores":
+        return "labels" if test.OPTIMIZE and not score_readers else "scores"
+    if score_readers:
+        raise ConfigValueError(
+            f"MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is '{requested}', but "
+            f"{score_readers[0]} reads the 'sem_seg' scores; set it to 'scores'"
+        )
+    return requested
+
+
 def evaluation_options(cfg) -> EvaluationOptions:
     """The evaluation options a config implies."""
     test = cfg.MODEL.MASK_FORMER.TEST
@@ -151,7 +192,6 @@ def evaluation_options(cfg) -> EvaluationOptions:
         semantic=test.SEMANTIC_ON,
         panoptic=test.PANOPTIC_ON,
         instance=test.INSTANCE_ON,
-        panoptic_workers=cfg.TEST.PANOPTIC_EVAL_WORKERS,
         semantic_json=cfg.TEST.EVAL_SEM_SEG_JSON,
         boundary_iou=cfg.TEST.EVAL_BOUNDARY_IOU,
         panoptic_predictions=cfg.TEST.EVAL_PANOPTIC_PREDICTIONS,

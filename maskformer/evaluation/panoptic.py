@@ -198,7 +198,7 @@ class PanopticEvaluator(DatasetEvaluator):
     segments to `panoptic_seg_predictions.json` (COCO panoptic results format).
 
     The ground-truth map of an image is its input's "pan_seg_gt" (`CompactIds`), which the test
-    loader's workers decode (TEST.PANOPTIC_EVAL_GT_IN_LOADER), or else the PNG in
+    loader's workers decode (`maskformer.data.build_test_loader`), or else the PNG in
     "panoptic_root" that the JSON names, read here. Segments, crowds and areas come from the
     JSON either way.
     """
@@ -208,7 +208,7 @@ class PanopticEvaluator(DatasetEvaluator):
         dataset_name: str,
         *,
         output_dir: Optional[str] = None,
-        num_workers: int = 0,
+        num_workers: int = 4,
         write_predictions: bool = False,
         distributed: bool = True,
     ):

@@ -20,6 +20,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 
 from ..data.io import read_label_map
+from ..modeling.postprocessing import semantic_labels
 from . import reports
 from .gather import gather_on_main
 
@@ -27,25 +28,10 @@ __all__ = [
     "SemanticEvaluator",
     "boundary_counts",
     "confusion_matrix",
-    "predicted_labels",
     "semantic_metrics",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def predicted_labels(output: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """(H, W) int64 class ids of one model output: its "sem_seg_labels" when the model gave them
-    (no (K, H, W) tensor needed), else the argmax of its (K, H, W) "sem_seg" scores."""
-    labels = output.get("sem_seg_labels")
-    if labels is None:
-        if "sem_seg" not in output:
-            raise KeyError(
-                f"A semantic evaluator needs 'sem_seg_labels' or 'sem_seg' in the model output; "
-                f"got keys {sorted(output)}"
-            )
-        labels = output["sem_seg"].argmax(dim=0)
-    return labels
 
 
 def confusion_matrix(
@@ -214,7 +200,7 @@ class SemanticEvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for input, output in zip(inputs, outputs):
-            pred = predicted_labels(output).to("cpu", torch.int64).numpy()
+            pred = semantic_labels(output).to("cpu", torch.int64).numpy()
             gt_file = self._gt_file.get(input["file_name"])
             if gt_file is None:
                 raise KeyError(

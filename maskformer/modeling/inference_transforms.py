@@ -42,6 +42,7 @@ __all__ = [
     "fold_frozen_batchnorm",
     "fold_mask_projection",
     "optimize_for_inference",
+    "check_semantic_output",
     "optimize_from_config",
 ]
 
@@ -89,20 +90,34 @@ def optimize_for_inference(
 
 
 def optimize_from_config(model: nn.Module, cfg, **overrides) -> nn.Module:
-    """`optimize_for_inference` as MODEL.MASK_FORMER.TEST says (OPTIMIZE False: nothing; with
-    SEM_SEG_LABELS_ONLY or SEM_SEG_LOW_RES_LABELS, "sem_seg_labels" instead of "sem_seg"), its
-    keyword arguments `overrides` taking precedence."""
+    """`optimize_for_inference` as MODEL.MASK_FORMER.TEST says: nothing if OPTIMIZE is False,
+    else with its SEMANTIC_OUTPUT; keyword arguments `overrides` take precedence.
+
+    Raises:
+        ConfigValueError: an unknown SEMANTIC_OUTPUT, or labels asked for without OPTIMIZE.
+    """
     test = cfg.MODEL.MASK_FORMER.TEST
-    semantic_output = "labels" if test.SEM_SEG_LABELS_ONLY else "scores"
-    semantic_output = "low_res_labels" if test.SEM_SEG_LOW_RES_LABELS else semantic_output
+    semantic_output = check_semantic_output(cfg)
     if not test.OPTIMIZE:
-        if semantic_output != "scores":
-            raise ConfigValueError(
-                "MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY / SEM_SEG_LOW_RES_LABELS are inference "
-                "transforms; they need MODEL.MASK_FORMER.TEST.OPTIMIZE True (it is False)"
-            )
         return model
     return optimize_for_inference(model, **{"semantic_output": semantic_output, **overrides})
+
+
+def check_semantic_output(cfg) -> str:
+    """MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT, refused if the model cannot give it."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    value = test.SEMANTIC_OUTPUT
+    if value not in SEMANTIC_OUTPUTS:
+        raise ConfigValueError(
+            f"MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is '{value}'; expected one of "
+            f"{', '.join(SEMANTIC_OUTPUTS)}"
+        )
+    if value != "scores" and not test.OPTIMIZE:
+        raise ConfigValueError(
+            f"MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT '{value}' is computed by the inference "
+            "transforms; it needs MODEL.MASK_FORMER.TEST.OPTIMIZE True (it is False)"
+        )
+    return value
 
 
 # Frozen batch norm -----------------------------------------------------------------------------

@@ -18,8 +18,11 @@ from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import BitMasks, Boxes, Instances
 from torch import Tensor, nn
 
+from .resample import nearest_resize, resized_argmax
+
 __all__ = [
     "PostProcessing",
+    "semantic_labels",
     "instance_inference",
     "masks_at_output",
     "panoptic_inference",
@@ -38,6 +41,37 @@ def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
     """
     probs = mask_cls.softmax(-1)[:, :-1]
     return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
+
+
+def semantic_labels(
+    output: Dict[str, object],
+    size: Optional[Tuple[int, int]] = None,
+    max_chunk_bytes: int = 64 << 20,
+) -> Tensor:
+    """(H, W) int64 class ids of one model output: the one reader of the semantic output, for
+    every consumer (evaluators, hooks, the predictor, tools).
+
+    A model gives "sem_seg" (K, h, w) scores or, transformed for inference
+    (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT), "sem_seg_labels" (h, w) class ids.
+
+    Args:
+        output: one image's output dict.
+        size: (H, W) of the labels; default (h, w). Scores are resized bilinearly and reduced
+            a band of at most `max_chunk_bytes` at a time (`resized_argmax`), labels by
+            nearest neighbour.
+    """
+    if "sem_seg_labels" in output:
+        labels = output["sem_seg_labels"]
+        return labels if size is None else nearest_resize(labels, size)
+    if "sem_seg" not in output:
+        raise KeyError(
+            "expected a semantic output, 'sem_seg' (scores) or 'sem_seg_labels', in the model "
+            f"output; got keys {sorted(output)} (MODEL.MASK_FORMER.TEST.SEMANTIC_ON?)"
+        )
+    scores = output["sem_seg"]
+    if size is None or tuple(size) == tuple(scores.shape[-2:]):
+        return scores.argmax(dim=0)
+    return resized_argmax(scores, size, max_chunk_bytes)
 
 
 def kept_queries(mask_cls: Tensor, object_mask_threshold: float) -> Tuple[Tensor, Tensor, Tensor]:

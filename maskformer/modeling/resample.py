@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MapResampler", "bilinear_taps", "chain_taps", "resized_argmax"]
+__all__ = ["MapResampler", "bilinear_taps", "chain_taps", "nearest_resize", "resized_argmax"]
 
 Taps = Tuple[Tensor, Tensor]  # (n_out, T) int64 source indices, (n_out, T) float32 weights
 
@@ -135,3 +135,19 @@ def resized_argmax(
     for r0, r1, band in resampler.bands(scores, rows):
         labels[r0:r1] = band.argmax(0)
     return labels
+
+
+def _nearest_indices(in_size: int, out_size: int, device) -> Tensor:
+    """Source index of each output index for a centred nearest-neighbour resize (as PIL's and
+    OpenCV's INTER_NEAREST_EXACT): floor((dst + 0.5) * in / out)."""
+    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)).floor()
+    return src.long().clamp(max=in_size - 1).to(device)
+
+
+def nearest_resize(x: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of the last two dimensions of `x` (any dtype) to `size`."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    rows = _nearest_indices(x.shape[-2], size[0], x.device)
+    cols = _nearest_indices(x.shape[-1], size[1], x.device)
+    return x[..., rows, :][..., cols]

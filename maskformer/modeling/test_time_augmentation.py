@@ -58,7 +58,13 @@ class SemanticSegmentorWithTTA(nn.Module):
         # One copy at a time: batching copies of different sizes would pad them, and padding
         # changes MaskFormer's attention.
         for aug in augmented:
-            scores = self.model([aug])[0]["sem_seg"].float()
+            output = self.model([aug])[0]
+            if "sem_seg" not in output:
+                raise KeyError(
+                    "test-time augmentation averages 'sem_seg' scores; the model gave "
+                    f"{sorted(output)} (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT must be 'scores')"
+                )
+            scores = output["sem_seg"].float()
             if any(isinstance(t, HFlipTransform) for t in aug["transforms"].transforms):
                 scores = scores.flip(dims=[-1])
             total = scores if total is None else total + scores

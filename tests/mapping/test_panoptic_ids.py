@@ -163,12 +163,11 @@ def test_test_loader_decodes_the_ground_truth_for_panoptic_output_only(tmp_path)
     write_panoptic_split(str(tmp_path), "val", 2, seed=1, size_range=(40, 48))
     register_quickstart_panoptic("test_loader_pan_seg_gt", str(tmp_path))
     name = "test_loader_pan_seg_gt_val"
-    for panoptic_on, in_loader in ((True, True), (True, False), (False, True)):
+    for panoptic_on in (True, False):
         cfg = get_maskformer_cfg(
             "",
             [
                 "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", str(panoptic_on),
-                "TEST.PANOPTIC_EVAL_GT_IN_LOADER", str(in_loader),
                 "DATALOADER.NUM_WORKERS", "0",
                 "INPUT.MIN_SIZE_TEST", "32",
             ],
@@ -176,7 +175,7 @@ def test_test_loader_decodes_the_ground_truth_for_panoptic_output_only(tmp_path)
         inputs = [x for batch in build_test_loader(cfg, name) for x in batch]
         assert len(inputs) == 2
         for x in inputs:
-            assert ("pan_seg_gt" in x) == (panoptic_on and in_loader)
+            assert ("pan_seg_gt" in x) == panoptic_on
             if "pan_seg_gt" in x:
                 png = read_panoptic_ids(x["pan_seg_file_name"])
                 np.testing.assert_array_equal(_expand(x["pan_seg_gt"]), png)
