@@ -8,15 +8,27 @@ from typing import Optional
 import torch
 from detectron2.engine import SimpleTrainer
 
+from ..config import ConfigValueError
+from ..utils.bfloat16 import check_cpu_bfloat16
+
 __all__ = ["AMPTrainer", "amp_precision"]
 
 _PRECISIONS = {"": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def amp_precision(name: str) -> Optional[torch.dtype]:
-    """The dtype named by SOLVER.AMP.PRECISION ("" for the device's default: None)."""
+def amp_precision(name: str, device_type: str) -> Optional[torch.dtype]:
+    """The dtype named by SOLVER.AMP.PRECISION ("" for the device's default: None).
+
+    Raises:
+        ConfigValueError: an unknown name, or bfloat16 (also by default) on a CPU without
+            bfloat16 instructions (`maskformer.utils.bfloat16`).
+    """
     if name not in _PRECISIONS:
-        raise ValueError(f"SOLVER.AMP.PRECISION is {name!r}; expected one of {sorted(_PRECISIONS)}")
+        raise ConfigValueError(
+            f"SOLVER.AMP.PRECISION is {name!r}; expected one of {sorted(_PRECISIONS)}"
+        )
+    if device_type == "cpu" and _PRECISIONS[name] in (None, torch.bfloat16):
+        check_cpu_bfloat16("SOLVER.AMP (bfloat16 on the CPU)")
     return _PRECISIONS[name]
 
 

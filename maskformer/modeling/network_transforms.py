@@ -29,12 +29,14 @@ import torch
 from torch import nn
 
 from ..config import ConfigValueError
+from ..utils.bfloat16 import check_cpu_bfloat16
 
 __all__ = [
     "PRECISIONS",
     "Autocast",
     "compile_network",
     "cpp_compiler",
+    "inference_precision",
     "network_transforms_from_config",
     "run_in_precision",
 ]
@@ -107,16 +109,29 @@ def compile_network(model: nn.Module) -> bool:
     return True
 
 
-def network_transforms_from_config(model: nn.Module, cfg) -> nn.Module:
-    """`run_in_precision` and `compile_network` as MODEL.MASK_FORMER.TEST.PRECISION and
-    TEST.COMPILE say (the defaults, "float32" and False, leave the model as it is)."""
-    test = cfg.MODEL.MASK_FORMER.TEST
-    if test.PRECISION not in PRECISIONS:
+def inference_precision(cfg, device_type: str) -> Optional[torch.dtype]:
+    """The autocast dtype of MODEL.MASK_FORMER.TEST.PRECISION for a model on `device_type`.
+
+    Raises:
+        ConfigValueError: an unknown value, or bfloat16 on a CPU without bfloat16 instructions
+            (`maskformer.utils.bfloat16`).
+    """
+    name = cfg.MODEL.MASK_FORMER.TEST.PRECISION
+    if name not in PRECISIONS:
         raise ConfigValueError(
-            f"MODEL.MASK_FORMER.TEST.PRECISION is '{test.PRECISION}'; expected one of "
-            f"{sorted(PRECISIONS)}"
+            f"MODEL.MASK_FORMER.TEST.PRECISION is '{name}'; expected one of {sorted(PRECISIONS)}"
         )
-    run_in_precision(model, PRECISIONS[test.PRECISION])
-    if test.COMPILE:
+    if PRECISIONS[name] == torch.bfloat16 and device_type == "cpu":
+        check_cpu_bfloat16("MODEL.MASK_FORMER.TEST.PRECISION")
+    return PRECISIONS[name]
+
+
+def network_transforms_from_config(model: nn.Module, cfg) -> nn.Module:
+    """`run_in_precision` and `compile_network` as MODEL.MASK_FORMER.TEST.PRECISION
+    (`inference_precision`) and TEST.COMPILE say (the defaults, "float32" and False, leave the
+    model as it is)."""
+    device_type = next(model.parameters()).device.type
+    run_in_precision(model, inference_precision(cfg, device_type))
+    if cfg.MODEL.MASK_FORMER.TEST.COMPILE:
         compile_network(model)
     return model

@@ -166,8 +166,8 @@ def test_amp_loss_matches_fp32_on_a_fixed_batch(dtype, tolerance):
 
 
 def test_amp_precision_names():
-    assert amp_precision("") is None
-    assert amp_precision("bfloat16") is torch.bfloat16
-    assert amp_precision("float16") is torch.float16
+    assert amp_precision("", "cuda") is None
+    assert amp_precision("bfloat16", "cuda") is torch.bfloat16
+    assert amp_precision("float16", "cpu") is torch.float16
     with pytest.raises(ValueError, match="'fp16'.*bfloat16"):
-        amp_precision("fp16")
+        amp_precision("fp16", "cuda")
