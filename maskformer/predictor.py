@@ -32,17 +32,18 @@ from detectron2.structures import BitMasks, Instances
 from torch import Tensor, nn
 
 from .checkpoint import MaskFormerCheckpointer, UntrainedModelError, check_trained
+from .data.dataset_mapper import image_format_of
 from .data.io import is_multichannel_format
 from .export import OnnxRuntimeMaskFormer
-from .modeling.inference_transforms import optimize_from_config
-from .modeling.network_transforms import network_transforms_from_config
-from .modeling.resample import resized_argmax
+from .modeling.inference_transforms import check_semantic_output, optimize_from_config
+from .modeling.network_transforms import inference_precision, network_transforms_from_config
+from .modeling.postprocessing import semantic_labels
+from .modeling.resample import nearest_resize
 
 __all__ = [
     "MaskFormerPredictor",
     "Prediction",
     "UntrainedModelError",
-    "nearest_resize",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,22 +67,6 @@ class Prediction:
     semantic: Optional[Tensor] = None
     panoptic: Optional[Tuple[Tensor, List[Dict]]] = None
     instances: Optional[Instances] = None
-
-
-def _nearest_indices(in_size: int, out_size: int, device) -> Tensor:
-    """Source index of each output index for a centred nearest-neighbour resize (as PIL's and
-    OpenCV's INTER_NEAREST_EXACT): floor((dst + 0.5) * in / out)."""
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size)).floor()
-    return src.long().clamp(max=in_size - 1).to(device)
-
-
-def nearest_resize(x: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Nearest-neighbour resize of the last two dimensions of `x` (any dtype) to `size`."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    rows = _nearest_indices(x.shape[-2], size[0], x.device)
-    cols = _nearest_indices(x.shape[-1], size[1], x.device)
-    return x[..., rows, :][..., cols]
 
 
 def _resize_instances(instances: Instances, size: Tuple[int, int]) -> Instances:
@@ -148,6 +133,8 @@ class MaskFormerPredictor:
         weights included), with `cfg`'s input sizes and post-processing.
 
         Raises:
+            ConfigValueError: INPUT.FORMAT without one PIXEL_MEAN/STD value per channel, an
+                unknown or (on this CPU) slow TEST.PRECISION, or an unknown SEMANTIC_OUTPUT.
             UntrainedModelError: MODEL.WEIGHTS is empty, or the file leaves a tensor of the
                 model missing or of another shape (e.g. another number of classes), so
                 that the outputs would be partly random; unless `allow_random_weights`, which
@@ -157,6 +144,10 @@ class MaskFormerPredictor:
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend is '{backend}'; expected one of {BACKENDS}")
+        # Config values that would fail only at the first image, or after loading: now.
+        image_format_of(cfg)
+        inference_precision(cfg, torch.device(cfg.MODEL.DEVICE).type)
+        check_semantic_output(cfg)
         if (backend == "onnxruntime") != (model_file is not None):
             raise ValueError(
                 f"backend '{backend}' with model_file {model_file!r}: the onnxruntime backend "
@@ -166,9 +157,10 @@ class MaskFormerPredictor:
             model = OnnxRuntimeMaskFormer.from_config(cfg, model_file)
         else:
             model = _trained_model(cfg, allow_random_weights)
-        # The labels are resized from the scores at the network resolution, so the model keeps
-        # returning scores unless the approximate low-resolution labels are asked for.
-        low_res = cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
+        # The labels at the output size are resized from the scores at the network resolution
+        # (exact), so the model keeps returning scores unless the approximate low-resolution
+        # labels are asked for.
+        low_res = cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT == "low_res_labels"
         optimize_from_config(model, cfg, semantic_output="low_res_labels" if low_res else "scores")
         if backend == "pytorch":  # TEST.PRECISION / TEST.COMPILE act on a PyTorch network
             network_transforms_from_config(model, cfg)
@@ -225,10 +217,8 @@ class MaskFormerPredictor:
         # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
         out = self.model([{"image": x, "height": h, "width": w}])[0]
         prediction = Prediction()
-        if "sem_seg" in out:
-            prediction.semantic = resized_argmax(out["sem_seg"], size, self.max_chunk_bytes).cpu()
-        elif "sem_seg_labels" in out:  # MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS
-            prediction.semantic = nearest_resize(out["sem_seg_labels"], size).cpu()
+        if "sem_seg" in out or "sem_seg_labels" in out:
+            prediction.semantic = semantic_labels(out, size, self.max_chunk_bytes).cpu()
         if "panoptic_seg" in out:
             ids, segments_info = out["panoptic_seg"]
             prediction.panoptic = (nearest_resize(ids, size).cpu(), segments_info)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -94,8 +95,25 @@ def test_eval_only_refuses_a_value_the_inference_transforms_do_not_take(tmp_path
     assert "PRECISION is 'float16'" in line and "'bfloat16', 'float32'" in line
     line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights,
                     "MODEL.MASK_FORMER.TEST.OPTIMIZE", "False",
-                    "MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY", "True")  # fmt: skip
-    assert "SEM_SEG_LABELS_ONLY" in line and "OPTIMIZE True" in line
+                    "MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT", "labels")  # fmt: skip
+    assert "SEMANTIC_OUTPUT 'labels'" in line and "OPTIMIZE True" in line
+    line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights,
+                    "MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT", "logits")  # fmt: skip
+    assert "SEMANTIC_OUTPUT is 'logits'" in line and "scores, labels, low_res_labels" in line
+
+
+@pytest.mark.parametrize("output", ["labels", "low_res_labels"])
+def test_eval_only_refuses_labels_where_a_consumer_reads_scores(tmp_path, capsys, output):
+    weights = _checkpoint(tmp_path / "w.pth")
+    key = "MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT"
+    # Test-time augmentation averages the scores.
+    line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights, key, output,
+                    "TEST.AUG.ENABLED", "True")  # fmt: skip
+    assert f"SEMANTIC_OUTPUT is '{output}'" in line and "test-time augmentation" in line
+    # Detectron2's Cityscapes evaluator takes the argmax of "sem_seg" itself.
+    line = _refused(capsys, tmp_path / "out", "MODEL.WEIGHTS", weights, key, output,
+                    "DATASETS.TEST", "cityscapes_fine_sem_seg_val")  # fmt: skip
+    assert "'cityscapes_fine_sem_seg_val' (evaluator_type 'cityscapes_sem_seg')" in line
 
 
 def test_training_on_a_dataset_that_is_not_on_disk_writes_nothing(tmp_path, capsys):

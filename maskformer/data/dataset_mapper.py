@@ -20,6 +20,7 @@ from detectron2.data import transforms as T
 from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import BitMasks, Instances
 
+from ..config import ConfigValueError
 from .io import is_multichannel_format, read_image, read_label_map, rgb_to_panoptic_ids
 from .targets import (
     check_panoptic_labels,
@@ -150,22 +151,27 @@ def dataset_class_ids(dataset_names: Sequence[str]) -> List[int]:
 
 
 def image_format_of(cfg) -> str:
-    """INPUT.FORMAT, checked against the model's normalisation: a multi-channel format (one
-    letter per channel, e.g. "RGBN") must have as many letters as MODEL.PIXEL_MEAN/PIXEL_STD
-    have values."""
+    """INPUT.FORMAT, checked against the model's normalisation (the one check, for training,
+    evaluation and inference): MODEL.PIXEL_MEAN and PIXEL_STD have one value per channel of the
+    format (3 for RGB/BGR; one per letter of a multi-channel format such as "RGBN").
+
+    Raises:
+        ConfigValueError: the counts differ, or a colour jitter is asked for a multi-channel
+            format.
+    """
     fmt = cfg.INPUT.FORMAT
-    if is_multichannel_format(fmt):
-        mean, std = len(cfg.MODEL.PIXEL_MEAN), len(cfg.MODEL.PIXEL_STD)
-        if not len(fmt) == mean == std:
-            raise ValueError(
-                f"INPUT.FORMAT '{fmt}' names {len(fmt)} channels but MODEL.PIXEL_MEAN has {mean} "
-                f"and MODEL.PIXEL_STD {std} values; give one per channel"
-            )
-        if cfg.INPUT.COLOR_AUG_SSD:
-            raise ValueError(
-                f"INPUT.COLOR_AUG_SSD is a colour jitter of RGB/BGR images; INPUT.FORMAT is "
-                f"'{fmt}' (multi-channel): set INPUT.COLOR_AUG_SSD False"
-            )
+    channels = len(fmt) if is_multichannel_format(fmt) else 1 if fmt == "L" else 3
+    mean, std = len(cfg.MODEL.PIXEL_MEAN), len(cfg.MODEL.PIXEL_STD)
+    if not channels == mean == std:
+        raise ConfigValueError(
+            f"INPUT.FORMAT '{fmt}' has {channels} channels but MODEL.PIXEL_MEAN has {mean} and "
+            f"MODEL.PIXEL_STD {std} values; give one per channel"
+        )
+    if is_multichannel_format(fmt) and cfg.INPUT.COLOR_AUG_SSD:
+        raise ConfigValueError(
+            f"INPUT.COLOR_AUG_SSD is a colour jitter of RGB/BGR images; INPUT.FORMAT is "
+            f"'{fmt}' (multi-channel): set INPUT.COLOR_AUG_SSD False"
+        )
     return fmt
 
 

@@ -351,7 +351,9 @@ class D2SwinTransformer(Backbone):
             self.absolute_pos_embed = None
         self.pos_drop = nn.Dropout(drop_rate)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # On the CPU whatever the default device: these are Python numbers (also when the model is
+        # built on the "meta" device, to check weights against it without memory).
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList(
             SwinStage(
                 dim=self.num_features[i],
