@@ -115,3 +115,12 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def cfg_opts(overrides: dict) -> list:
     """{"KEY": value} -> ["KEY", value, ...] for `get_maskformer_cfg` / `tiny_cfg`."""
     return [x for kv in overrides.items() for x in kv]
+
+
+def assert_same_labels(labels: torch.Tensor, scores: torch.Tensor, tol: float) -> None:
+    """`labels` (H, W) are the argmax of the reference `scores` (K, H, W) at every pixel where
+    that argmax is decided: where its two best scores differ by more than `tol`, the scores'
+    float rounding between implementations or thread counts."""
+    top2 = scores.topk(2, dim=0).values
+    decided = (top2[0] - top2[1]) > 2 * tol
+    assert torch.equal(labels[decided], scores.argmax(0)[decided])
