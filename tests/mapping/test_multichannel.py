@@ -91,7 +91,7 @@ def test_training_mapper_reads_five_channels(tmp_path):
 
 
 def test_format_and_normalisation_must_agree():
-    with pytest.raises(ValueError, match="INPUT.FORMAT 'RGBN' names 4 channels.*PIXEL_MEAN has 5"):
+    with pytest.raises(ValueError, match="INPUT.FORMAT 'RGBN' has 4 channels.*PIXEL_MEAN has 5"):
         MaskFormerSemanticDatasetMapper(tiny_cfg(*FIVE, "INPUT.FORMAT", "RGBN"), True)
     with pytest.raises(ValueError, match="INPUT.COLOR_AUG_SSD"):
         MaskFormerSemanticDatasetMapper(tiny_cfg(*FIVE, "INPUT.COLOR_AUG_SSD", True), True)
