@@ -27,7 +27,7 @@ from maskformer.data.datasets.quickstart_panoptic import (
 )
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
 from tests.common import REPO_ROOT
-from tests.scripts import load_script
+from tests.scripts import load_script, run_script
 
 register_tool = load_script("tools/register_dataset.py")
 check_tool = load_script("tools/check_dataset.py")
@@ -197,6 +197,20 @@ def test_sem_seg_folder_without_images_or_pairs_names_the_folder(tmp_path, datas
         DatasetCatalog.get("no_pairs")
     assert f"none of the 5 images in {images} has a label map" in str(e.value)
     assert f"in {empty} (e.g. image {images / 'a.jpg'})" in str(e.value)
+
+
+def test_check_dataset_names_the_folder_whose_images_are_gone(tmp_path, datasets_dir):
+    images, labels = _semantic_folder(tmp_path, planted=False)
+    assert _register_semantic("gone", images, labels, tmp_path / "classes.txt") == 0
+    for path in images.rglob("*.*"):
+        path.unlink()
+    run = run_script("tools/check_dataset.py", "gone")
+    assert run.returncode == 1
+    (error,) = [line for line in run.stdout.splitlines() if "ERROR" in line]
+    assert error.strip() == (
+        "ERROR   gone: cannot be loaded: Dataset 'gone': no image file (.jpg, .jpeg, .png, .bmp, "
+        f".tif, .tiff, .webp, .npy) in {images}"
+    )
 
 
 def test_register_errors(tmp_path, datasets_dir, capsys):
