@@ -32,22 +32,22 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from maskformer.data.datasets.ade20k_full import ADE20K_FULL_IGNORE_LABEL
-from maskformer.data.datasets.ade20k_full_categories import ADE20K_FULL_ID_TO_CONTIGUOUS
-from maskformer.data.preparation import (
-    copy_file,
-    datasets_root,
-    process_all,
-    save_image,
-    write_atomically,
-)
-
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 SETTINGS_FILE = "prepare_settings.json"
 
-# ADE id -> contiguous id, for every value a *_seg.png can encode (R // 10 * 256 + G < 2**16).
-_LOOKUP = np.full(2**16, ADE20K_FULL_IGNORE_LABEL, dtype=np.uint16)
-for _ade_id, _contiguous in ADE20K_FULL_ID_TO_CONTIGUOUS.items():
-    _LOOKUP[_ade_id] = _contiguous
+
+@functools.cache
+def _lookup() -> np.ndarray:
+    """ADE id -> contiguous id, for every value a *_seg.png can encode (R // 10 * 256 + G <
+    2**16)."""
+    from maskformer.data.datasets.ade20k_full import ADE20K_FULL_IGNORE_LABEL
+    from maskformer.data.datasets.ade20k_full_categories import ADE20K_FULL_ID_TO_CONTIGUOUS
+
+    lookup = np.full(2**16, ADE20K_FULL_IGNORE_LABEL, dtype=np.uint16)
+    for ade_id, contiguous in ADE20K_FULL_ID_TO_CONTIGUOUS.items():
+        lookup[ade_id] = contiguous
+    return lookup
 
 
 def decode_classes(seg_rgb: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def decode_classes(seg_rgb: np.ndarray) -> np.ndarray:
 
 def to_contiguous(ade_ids: np.ndarray) -> np.ndarray:
     """ADE class ids -> uint16 contiguous ids, 65535 outside the 847 classes."""
-    return _LOOKUP[ade_ids]
+    return _lookup()[ade_ids]
 
 
 def shrunk_size(h: int, w: int, max_short_side: Optional[int]) -> Tuple[int, int]:
@@ -73,6 +73,8 @@ def shrunk_size(h: int, w: int, max_short_side: Optional[int]) -> Tuple[int, int
 
 def convert_one(job: Tuple[str, str, str, str], max_short_side: Optional[int]) -> None:
     """Write the image and label map of one ADE20K image."""
+    from maskformer.data.preparation import copy_file, save_image
+
     image_src, seg_src, image_dst, label_dst = job
     with Image.open(seg_src) as seg:
         seg_rgb = np.asarray(seg.convert("RGB"))
@@ -132,6 +134,8 @@ def list_jobs(root: str) -> List[Tuple[str, str, str, str]]:
 
 def _check_settings(root: str, max_short_side: Optional[int]) -> Optional[str]:
     """Record the resolution setting; an error message if earlier outputs used another one."""
+    from maskformer.data.preparation import write_atomically
+
     path = os.path.join(root, "annotations_detectron2", SETTINGS_FILE)
     settings = {"max_short_side": max_short_side}
     if os.path.exists(path):
@@ -160,8 +164,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "ADE20K_2021_17_01"),
-        help="the ADE20K_2021_17_01 directory (default: under $DETECTRON2_DATASETS)",
+        help="the ADE20K_2021_17_01 directory (default: under $DETECTRON2_DATASETS, or ./datasets)",
     )
     parser.add_argument(
         "--max-short-side",
@@ -172,6 +175,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import datasets_root, process_all
+
+    args.root = args.root or os.path.join(datasets_root(), "ADE20K_2021_17_01")
     if not os.path.isfile(os.path.join(args.root, "index_ade20k.pkl")):
         print(
             f"error: {args.root}/index_ade20k.pkl does not exist; unzip ADE20K_2021_17_01.zip "

@@ -34,14 +34,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from maskformer.data.datasets.ade20k_categories import (
-    ADE20K_150_CATEGORIES,
-    ADE20K_150_THING_IDS,
-)
-from maskformer.data.io import panoptic_ids_to_rgb, read_label_map
-from maskformer.data.preparation import datasets_root, process_all, save_image
-from maskformer.utils import write_text_atomically
-
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 SPLITS = {"train": "training", "val": "validation"}
 
 
@@ -81,6 +75,11 @@ def ade20k_to_panoptic(
     Returns:
         (H, W) int64 segment ids (0 = void) and the segments_info list.
     """
+    from maskformer.data.datasets.ade20k_categories import (
+        ADE20K_150_CATEGORIES,
+        ADE20K_150_THING_IDS,
+    )
+
     if instance.ndim != 3 or instance.shape[:2] != semantic.shape:
         raise ValueError(
             f"{name}: instance annotation of shape {instance.shape} does not match the semantic "
@@ -130,6 +129,9 @@ def ade20k_to_panoptic(
 def _convert(
     stem: str, image_dir: str, semantic_dir: str, instance_dir: str, out_dir: str
 ) -> Tuple[Dict, Dict]:
+    from maskformer.data.io import panoptic_ids_to_rgb, read_label_map
+    from maskformer.data.preparation import save_image
+
     image_file = os.path.join(image_dir, stem + ".jpg")
     semantic = read_label_map(os.path.join(semantic_dir, stem + ".png"))
     instance = read_label_map(os.path.join(instance_dir, stem + ".png"))
@@ -143,6 +145,10 @@ def _convert(
 
 def convert_split(root: str, split: str, workers: int = 1) -> bool:
     """Write `ade20k_panoptic_{split}/` and its JSON under `root`; False if already done."""
+    from maskformer.data.datasets.ade20k_categories import ADE20K_150_CATEGORIES
+    from maskformer.data.preparation import process_all
+    from maskformer.utils import write_text_atomically
+
     folder = SPLITS[split]
     json_file = os.path.join(root, f"ade20k_panoptic_{split}.json")
     if os.path.exists(json_file):
@@ -179,13 +185,16 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "ADEChallengeData2016"),
-        help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS)",
+        help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS, or "
+        "./datasets)",
     )
     parser.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (default: 8)"
     )
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import datasets_root
+
+    args.root = args.root or os.path.join(datasets_root(), "ADEChallengeData2016")
     for split, folder in SPLITS.items():
         for sub in ("images", "annotations", "annotations_instance"):
             path = os.path.join(args.root, sub, folder)

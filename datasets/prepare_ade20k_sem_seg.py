@@ -18,11 +18,14 @@ import sys
 
 import numpy as np
 
-from maskformer.data.io import read_label_map
-from maskformer.data.preparation import convert_png_folder, datasets_root, save_image
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 
 
 def convert(name: str, src_dir: str, dst_dir: str) -> None:
+    from maskformer.data.io import read_label_map
+    from maskformer.data.preparation import save_image
+
     src = os.path.join(src_dir, name)
     label = read_label_map(src)
     if label.ndim != 2:
@@ -40,11 +43,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "ADEChallengeData2016"),
-        help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS)",
+        help="the ADEChallengeData2016 directory (default: under $DETECTRON2_DATASETS, or "
+        "./datasets)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import convert_png_folder, datasets_root
+
+    args.root = args.root or os.path.join(datasets_root(), "ADEChallengeData2016")
     for split in ("training", "validation"):
         src_dir = os.path.join(args.root, "annotations", split)
         dst_dir = os.path.join(args.root, "annotations_detectron2", split)

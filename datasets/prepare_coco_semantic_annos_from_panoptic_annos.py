@@ -23,9 +23,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from maskformer.data.io import read_label_map, rgb_to_panoptic_ids
-from maskformer.data.preparation import datasets_root, process_all, save_image
-
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 IGNORE_LABEL = 255
 
 
@@ -56,6 +55,9 @@ def panoptic_to_semantic(
 
 
 def _convert(annotation: Dict, panoptic_dir: str, out_dir: str, id_map: Dict[int, int]) -> None:
+    from maskformer.data.io import read_label_map, rgb_to_panoptic_ids
+    from maskformer.data.preparation import save_image
+
     src = os.path.join(panoptic_dir, annotation["file_name"])
     pan_ids = rgb_to_panoptic_ids(read_label_map(src), src)
     semantic = panoptic_to_semantic(pan_ids, annotation["segments_info"], id_map, src)
@@ -67,6 +69,8 @@ def convert_split(json_file: str, panoptic_dir: str, out_dir: str, workers: int 
 
     Returns the number of maps written.
     """
+    from maskformer.data.preparation import process_all
+
     with open(json_file) as f:
         data = json.load(f)
     id_map = contiguous_ids(data["categories"])
@@ -87,14 +91,16 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "coco"),
-        help="the COCO directory (default: $DETECTRON2_DATASETS/coco)",
+        help="the COCO directory (default: $DETECTRON2_DATASETS/coco, or ./datasets/coco)",
     )
     parser.add_argument("--splits", nargs="+", default=["val2017", "train2017"])
     parser.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (default: 8)"
     )
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import datasets_root
+
+    args.root = args.root or os.path.join(datasets_root(), "coco")
     for split in args.splits:
         json_file = os.path.join(args.root, "annotations", f"panoptic_{split}.json")
         panoptic_dir = os.path.join(args.root, f"panoptic_{split}")

@@ -27,9 +27,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_CLASSES
-from maskformer.data.preparation import copy_file, datasets_root, process_all, save_image
-
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 SPLITS = ("train", "test")
 IGNORE_LABEL = 255
 
@@ -57,6 +56,8 @@ def read_mat_labels(path: str) -> np.ndarray:
 
 def to_contiguous(s: np.ndarray, path: str) -> np.ndarray:
     """v1.0 label indices (1 = unlabeled, 2..172 = classes) -> uint8 ids 0..170, 255."""
+    from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_CLASSES
+
     s = s.astype(np.int64)
     num_classes = len(COCO_STUFF_CLASSES)
     bad = np.unique(s[(s < 0) | (s > num_classes + 1)])
@@ -71,6 +72,8 @@ def to_contiguous(s: np.ndarray, path: str) -> np.ndarray:
 
 
 def convert_one(job: Tuple[str, str, str, str]) -> None:
+    from maskformer.data.preparation import copy_file, save_image
+
     image_src, mat_src, image_dst, label_dst = job
     label = to_contiguous(read_mat_labels(mat_src), mat_src)
     with Image.open(image_src) as im:
@@ -104,11 +107,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "coco", "coco_stuff_10k"),
-        help="the coco_stuff_10k directory (default: $DETECTRON2_DATASETS/coco/coco_stuff_10k)",
+        help="the coco_stuff_10k directory (default: $DETECTRON2_DATASETS/coco/coco_stuff_10k, "
+        "or ./datasets/coco/coco_stuff_10k)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import datasets_root, process_all
+
+    args.root = args.root or os.path.join(datasets_root(), "coco", "coco_stuff_10k")
     for sub in ("imageLists", "images", "annotations"):
         if not os.path.isdir(os.path.join(args.root, sub)):
             print(

@@ -13,25 +13,33 @@ Re-running skips finished files.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 import numpy as np
 
-from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_ID_TO_CONTIGUOUS
-from maskformer.data.io import read_label_map
-from maskformer.data.preparation import convert_png_folder, datasets_root, save_image
-
+# maskformer (and so torch) is imported where it is used, after the arguments are parsed:
+# --help and argument errors answer at once.
 SPLITS = ("train2017", "val2017")
 IGNORE_LABEL = 255
 
-# stuffthingmaps value (COCO id - 1) -> contiguous id.
-LOOKUP = np.full(256, IGNORE_LABEL, dtype=np.uint8)
-for _coco_id, _contiguous in COCO_STUFF_ID_TO_CONTIGUOUS.items():
-    LOOKUP[_coco_id - 1] = _contiguous
+
+@functools.cache
+def _lookup() -> np.ndarray:
+    """stuffthingmaps value (COCO id - 1) -> contiguous id."""
+    from maskformer.data.datasets.coco_stuff_categories import COCO_STUFF_ID_TO_CONTIGUOUS
+
+    lookup = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    for coco_id, contiguous in COCO_STUFF_ID_TO_CONTIGUOUS.items():
+        lookup[coco_id - 1] = contiguous
+    return lookup
 
 
 def convert_one(name: str, src_dir: str, dst_dir: str) -> None:
+    from maskformer.data.io import read_label_map
+    from maskformer.data.preparation import save_image
+
     src = os.path.join(src_dir, name)
     label = read_label_map(src)
     if label.ndim != 2 or label.dtype != np.uint8:
@@ -39,7 +47,7 @@ def convert_one(name: str, src_dir: str, dst_dir: str) -> None:
             f"{src}: expected an 8-bit single-channel label map, got {label.dtype} "
             f"of shape {label.shape}"
         )
-    save_image(LOOKUP[label], os.path.join(dst_dir, name))
+    save_image(_lookup()[label], os.path.join(dst_dir, name))
 
 
 def main(argv=None) -> int:
@@ -48,11 +56,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--root",
-        default=os.path.join(datasets_root(), "coco"),
-        help="the coco directory (default: $DETECTRON2_DATASETS/coco)",
+        help="the coco directory (default: $DETECTRON2_DATASETS/coco, or ./datasets/coco)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    from maskformer.data.preparation import convert_png_folder, datasets_root
+
+    args.root = args.root or os.path.join(datasets_root(), "coco")
     for split in SPLITS:
         src_dir = os.path.join(args.root, "stuffthingmaps_trainval2017", split)
         dst_dir = os.path.join(args.root, "stuffthingmaps_detectron2", split)

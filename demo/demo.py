@@ -30,8 +30,10 @@ import argparse
 import glob
 import logging
 import os
+import re
 import sys
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 # Heavy modules (torch, OpenCV, Detectron2) are imported after the arguments are parsed, so that
@@ -40,11 +42,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "ade20k", "maskformer_R50.yaml")
+# Official checkpoints are MODEL_ZOO_URL/<task folder>/<official config>/<file> (MODEL_ZOO.md).
+MODEL_ZOO_URL = "https://dl.fbaipublicfiles.com/maskformer"
 # The official model-zoo weights of DEFAULT_CONFIG (ADE20K-150, mIoU 44.5).
-DEFAULT_WEIGHTS = (
-    "https://dl.fbaipublicfiles.com/maskformer/semantic-ade20k/maskformer_R50_bs16_160k/"
-    "model_final_d8dbeb.pkl"
-)
+DEFAULT_WEIGHTS = f"{MODEL_ZOO_URL}/semantic-ade20k/maskformer_R50_bs16_160k/model_final_d8dbeb.pkl"
 DEFAULT_OUTPUT = "demo_output"
 EXIT_SOME_FAILED, EXIT_NOTHING_RUN = 1, 2
 TASKS = ("panoptic", "instance", "semantic")  # as maskformer.visualization.TASKS, richest first
@@ -428,13 +429,61 @@ def _video_output(args) -> Optional[str]:
     return out
 
 
-def _download_help(url: str) -> str:
+def model_zoo_weights(config_file: str) -> Optional[str]:
+    """The URL of the official trained model of `config_file` (a file under configs/) that
+    MODEL_ZOO.md lists; None if it lists none."""
+    relative = os.path.relpath(os.path.realpath(config_file), os.path.realpath(REPO_ROOT))
+    try:
+        with open(os.path.join(REPO_ROOT, "MODEL_ZOO.md"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    folder = None
+    for line in lines:
+        if line.startswith("## "):
+            found = re.search(r"task folder `([^`]+)`", line)
+            folder = found.group(1) if found else None
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if folder and len(cells) > 2 and cells[0] == relative.replace(os.sep, "/"):
+            checkpoint = next((c for c in cells if re.fullmatch(r"model_final_\w+\.pkl", c)), None)
+            if checkpoint and cells[1] != "none":
+                return f"{MODEL_ZOO_URL}/{folder}/{cells[1]}/{checkpoint}"
+    return None
+
+
+def _trained_model_hint(config_file: str) -> str:
+    url = model_zoo_weights(config_file)
+    if url is None:
+        return (
+            "pass a trained model of this config (MODEL_ZOO.md lists the official ones; your "
+            "own training writes OUTPUT_DIR/model_final.pth) with --opts MODEL.WEIGHTS FILE"
+        )
     return (
-        f"; two ways forward: train the quickstart model (bash tools/quickstart.sh, no download) "
-        "and pass --config-file configs/quickstart/maskformer_R18_quickstart.yaml --opts "
-        "MODEL.WEIGHTS output/quickstart/model_final.pth; or fetch "
-        f"{url} on a machine with access and pass --opts MODEL.WEIGHTS /path/to/"
-        f"{url.rsplit('/', 1)[-1]}"
+        f"fetch its trained model {url} (MODEL_ZOO.md) on a machine with access and pass "
+        f"--opts MODEL.WEIGHTS /path/to/{url.rsplit('/', 1)[-1]}"
+    )
+
+
+def _download_help(url: str, config_file: str, from_config: bool) -> str:
+    """Two ways forward when MODEL.WEIGHTS `url` cannot be downloaded; `from_config`: the URL
+    is the config file's own MODEL.WEIGHTS (not given on the command line)."""
+    quickstart = (
+        "train the quickstart model (bash tools/quickstart.sh, no download) and pass "
+        "--config-file configs/quickstart/maskformer_R18_quickstart.yaml --opts "
+        "MODEL.WEIGHTS output/quickstart/model_final.pth"
+    )
+    if not from_config:
+        fetch = (
+            f"fetch {url} on a machine with access and pass --opts MODEL.WEIGHTS /path/to/"
+            f"{url.rsplit('/', 1)[-1]}"
+        )
+        return f"; two ways forward: {quickstart}; or {fetch}"
+    # The configs name in MODEL.WEIGHTS the ImageNet backbone that training starts from: a file
+    # the demo would refuse (its head would be random).
+    return (
+        f"; this is the MODEL.WEIGHTS of {config_file}: the weights its training starts from "
+        f"(an ImageNet backbone for the configs here), not a trained model. Two ways forward: "
+        f"{_trained_model_hint(config_file)}; or {quickstart}"
     )
 
 
@@ -473,6 +522,11 @@ def _prepare(args):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0, 1 if some inputs failed, 2 if nothing could be run."""
     args = get_parser().parse_args(argv)
+    # Detectron2 and fvcore script functions with torch.jit when imported: a deprecation in
+    # their code that a user of the demo cannot act on.
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
     import yaml
     from detectron2.utils.logger import setup_logger
 
@@ -484,13 +538,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from maskformer.config import ConfigKeyError
 
     setup_logger(name="maskformer")
+    # The config file's own MODEL.WEIGHTS: in the configs here, what training starts from.
+    config_weights = args.config_file is not None and not _has_key(args.opts, "MODEL.WEIGHTS")
     try:
         cfg, task, metadata, plan, predictor = _prepare(args)
     except UntrainedModelError as e:
-        print(f"demo: error: {e} (--allow-random-weights)", file=sys.stderr)
+        hint = f"; or {_trained_model_hint(args.config_file)}" if config_weights else ""
+        print(f"demo: error: {e} (--allow-random-weights){hint}", file=sys.stderr)
         return EXIT_NOTHING_RUN
     except CheckpointDownloadError as e:
-        print(f"demo: error: {e}{_download_help(e.url)}", file=sys.stderr)
+        hint = _download_help(e.url, args.config_file, config_weights)
+        print(f"demo: error: {e}{hint}", file=sys.stderr)
         return EXIT_NOTHING_RUN
     except (UsageError, ValueError, OSError, CheckpointError, ConfigKeyError) as e:
         print(f"demo: error: {e}", file=sys.stderr)

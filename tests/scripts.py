@@ -2,7 +2,9 @@
 
 import importlib.util
 import os
+import subprocess
 import sys
+from typing import Dict, Optional
 
 from tests.common import REPO_ROOT
 
@@ -18,3 +20,17 @@ def load_script(relative_path: str):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def run_script(
+    relative_path: str, *args, cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None
+) -> subprocess.CompletedProcess:
+    """Run a script as a user does, `python <script> args...`, with this checkout importable;
+    `env` is added to the environment."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, relative_path), *map(str, args)],
+        cwd=cwd or REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": REPO_ROOT, **(env or {})},
+        capture_output=True,
+        text=True,
+    )

@@ -15,7 +15,7 @@ from PIL import Image
 from maskformer import get_maskformer_cfg
 from maskformer.data.io import read_image
 from tests.common import REPO_ROOT
-from tests.scripts import load_script
+from tests.scripts import load_script, run_script
 
 demo = load_script("demo/demo.py")
 
@@ -377,6 +377,45 @@ def test_default_config_and_weights_offline_is_one_line(tmp_path, capsys, monkey
     assert "tools/quickstart.sh" in err[0] and "--opts MODEL.WEIGHTS" in err[0]
     assert "ImageNet" not in err[0] and "R-50.pkl" not in err[0]
     assert os.listdir(tmp_path) == ["img.jpg"]
+
+
+def _offline(tmp_path):
+    """Environment in which every download fails at once (a proxy on a closed port) and
+    nothing is cached yet."""
+    proxy = "http://127.0.0.1:9"
+    return {
+        "FVCORE_CACHE": str(tmp_path / "download_cache"),
+        **{k: proxy for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")},
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
+def test_offline_with_a_config_points_to_its_trained_model_not_its_backbone(tmp_path):
+    # The config's MODEL.WEIGHTS is the ImageNet R-50 that training starts from; passing that
+    # file would only be refused (the head would be random).
+    work = tmp_path / "work"
+    work.mkdir()
+    Image.fromarray(_rgb(20, 30)).save(work / "img.jpg")
+    run = run_script("demo/demo.py", "--config-file", demo.DEFAULT_CONFIG, "--input", "img.jpg",
+                     cwd=str(work), env=_offline(tmp_path))  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("demo: error: detectron2://ImageNetPretrained/torchvision/R-50.pkl")
+    assert f"fetch its trained model {demo.DEFAULT_WEIGHTS} (MODEL_ZOO.md)" in line
+    assert "--opts MODEL.WEIGHTS /path/to/model_final_d8dbeb.pkl" in line
+    assert "/path/to/R-50.pkl" not in line and "tools/quickstart.sh" in line
+    assert os.listdir(work) == ["img.jpg"]
+
+
+def test_model_zoo_weights_are_those_listed_for_the_config():
+    assert demo.model_zoo_weights(demo.DEFAULT_CONFIG) == demo.DEFAULT_WEIGHTS
+    swin = os.path.join(REPO_ROOT, "configs", "ade20k", "swin", "maskformer_swin_tiny.yaml")
+    assert demo.model_zoo_weights(swin) == (
+        "https://dl.fbaipublicfiles.com/maskformer/semantic-ade20k/maskformer_swin_tiny_bs16_160k/"
+        "model_final_8657a5.pkl"
+    )
+    assert demo.model_zoo_weights(SEMANTIC_CONFIG) is None  # the quickstart: no official model
 
 
 def test_without_output_the_overlay_goes_to_the_default_folder(models, tmp_path, capsys,

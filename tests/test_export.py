@@ -1,6 +1,7 @@
 """Export of the network (images -> class and mask logits): torch.export and ONNX round trips."""
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from detectron2.modeling import build_model
 from maskformer.export import MaskFormerLogits, export_program
 from maskformer.modeling.inference_transforms import optimize_for_inference
 from tests.common import REPO_ROOT, randomize_, tiny_cfg
-from tests.scripts import load_script
+from tests.scripts import load_script, run_script
 
 # Frozen BN: with the inference transforms, the folded convolutions are what gets exported.
 OPTS = ("MODEL.RESNETS.NORM", "FrozenBN", "MODEL.MASK_FORMER.SIZE_DIVISIBILITY", 32)
@@ -100,3 +101,35 @@ def test_export_refuses_weights_that_leave_the_model_random(tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith("export_model: error: command-line")
     assert "MODEL.MASK_FORMER.NUM_QUERY" in run.stderr and "Traceback" not in run.stderr
     assert not out.exists()
+
+
+def test_export_refuses_backbone_only_weights_in_one_line(tmp_path):
+    cfg = tiny_cfg(*OPTS)
+    (tmp_path / "tiny.yaml").write_text(cfg.dump())
+    state = build_model(cfg).state_dict()
+    torch.save({"model": {k: v for k, v in state.items() if k.startswith("backbone.")}},
+               tmp_path / "backbone.pth")  # fmt: skip
+    run = run_script("tools/export_model.py", "--config-file", tmp_path / "tiny.yaml",
+                     "--format", "onnx", "--output", tmp_path / "tiny.onnx",
+                     "--opts", "MODEL.WEIGHTS", tmp_path / "backbone.pth")  # fmt: skip
+    assert run.returncode == 2
+    # The refusal alone: not Detectron2's list of the tensors the file lacks before it.
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith(f"export_model: error: {tmp_path / 'backbone.pth'}: not trained")
+    assert line.endswith("; or --allow-random-weights")
+    assert run.stdout == ""
+    assert sorted(os.listdir(tmp_path)) == ["backbone.pth", "tiny.yaml"]
+
+
+def test_help_example_parses_and_names_existing_files():
+    run = run_script("tools/export_model.py", "--help")
+    assert run.returncode == 0
+    # Printed as typed: one option group per line, continued with a backslash.
+    assert "maskformer_R50.yaml \\\n        --format onnx" in run.stdout
+    text = run.stdout.replace("\\\n", " ")
+    (example,) = [ln for ln in text.splitlines() if ln.strip().startswith("python tools/export")]
+    argv = shlex.split(example.split("  #")[0])[2:]
+    args = _tool().parse_args(argv)
+    assert args.format == "onnx" and args.size == [512, 512]
+    assert args.opts == ["MODEL.WEIGHTS", "model_final_d8dbeb.pkl"]
+    assert os.path.isfile(os.path.join(REPO_ROOT, args.config_file))

@@ -1,8 +1,10 @@
 """Your own data without friction: the per-pixel baseline's ignore label comes from the dataset,
-register_dataset gives a starting config sized from the images and takes class colours,
+register_dataset writes a starting config (train on one split, test on another, sized from the
+images) and takes class colours,
 `DATASETS.TEST name` on the command line, one final checkpoint (not two copies)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from PIL import Image
 from maskformer import get_maskformer_cfg
 from tests.common import CONFIG_DIR, sample
 from tests.datasets.test_custom_datasets import register_tool
+from tests.scripts import run_script
 from tests.test_train_net import _trainer
 
 PER_PIXEL_TINY = [
@@ -71,22 +74,48 @@ def _street_folder(root, n=3, h=360, w=480):
     return images, labels
 
 
-def test_register_writes_a_starting_config_sized_from_the_images(tmp_path, datasets_dir):
-    images, labels = _street_folder(tmp_path)
-    colors = tmp_path / "colors.txt"
-    colors.write_text("\n".join(["#ff0000", "0 255 0"] + ["10 20 30"] * 9) + "\n")
-    out = tmp_path / "street.yaml"
-    status = register_tool.main(
-        ["semantic", "--name", "street_train", "--images", str(images), "--labels", str(labels),
-         "--classes", str(tmp_path / "classes.txt"), "--ignore-label", "11",
-         "--colors", str(colors), "--config-out", str(out)]
-    )  # fmt: skip
-    assert status == 0
-    meta = MetadataCatalog.get("street_train")
-    assert meta.stuff_colors[:3] == [[255, 0, 0], [0, 255, 0], [10, 20, 30]]
+def _register(capsys, name, images, labels, classes, *extra):
+    argv = ["semantic", "--name", name, "--images", str(images), "--labels", str(labels),
+            "--classes", str(classes), *map(str, extra)]  # fmt: skip
+    assert register_tool.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def _street_splits(tmp_path, capsys, n_train=3, h=360, w=480):
+    """street_train and street_val registered (ignore label 11), classes.txt; registration's
+    stdout of the validation split."""
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir()
+    val.mkdir()
+    _register(capsys, "street_train", *_street_folder(train, n_train, h, w),
+              train / "classes.txt", "--ignore-label", "11")  # fmt: skip
+    out = _register(capsys, "street_val", *_street_folder(val, 2, h, w), val / "classes.txt",
+                    "--ignore-label", "11")  # fmt: skip
+    return out
+
+
+def test_config_trains_on_one_split_and_tests_on_the_other(tmp_path, datasets_dir, capsys,
+                                                            monkeypatch):  # fmt: skip
+    registered = _street_splits(tmp_path, capsys)
+    assert "DATASETS" not in registered and "_BASE_" not in registered  # no config trains on val
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = run_script("tools/register_dataset.py", "config", "--train", "street_train",
+                     "--test", "street_val", "--out", "configs/street.yaml",
+                     cwd=str(elsewhere))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = elsewhere / "configs" / "street.yaml"
+    text = out.read_text()
+    # _BASE_ relative to the file: it holds the layout of the checkout, not this machine's path.
+    (base,) = re.findall(r"^_BASE_: (.+)$", text, flags=re.M)
+    assert not os.path.isabs(base) and not base.startswith("~")
+    assert os.path.samefile(out.parent / base, register_tool.QUICKSTART_CONFIG)
+    assert "train on 'street_train' (3 images), test on 'street_val' (2 images)" in text
+    monkeypatch.chdir(tmp_path)  # it loads from any folder
     cfg = get_maskformer_cfg(str(out))
-    assert cfg.DATASETS.TRAIN == ("street_train",)
+    assert (cfg.DATASETS.TRAIN, cfg.DATASETS.TEST) == (("street_train",), ("street_val",))
     assert (cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE) == (11, 11)
+    assert cfg.MODEL.RESNETS.DEPTH == 18  # the quickstart recipe
     # 480 x 360 images: test at 360, crops of 352 (a multiple of 32), scales 0.5..2 x 360
     # (down to multiples of 8).
     assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (360, 480)
@@ -94,6 +123,48 @@ def test_register_writes_a_starting_config_sized_from_the_images(tmp_path, datas
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (176, 264, 360, 448, 536, 624, 720)
     assert cfg.INPUT.MAX_SIZE_TRAIN == 960
     assert cfg.TEST.EVAL_PERIOD == 1000 and cfg.SOLVER.MAX_ITER == 2000
+
+
+def test_config_header_counts_every_image(tmp_path, datasets_dir, capsys):
+    _street_splits(tmp_path, capsys, n_train=250, h=8, w=12)
+    # From the repository root, where the printed config is to be saved.
+    run = run_script("tools/register_dataset.py", "config", "--train", "street_train",
+                     "--test", "street_val")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "train on 'street_train' (250 images), test on 'street_val' (2 images)" in run.stdout
+    assert f"Input sizes from {register_tool.SIZE_SAMPLE} of the training images" in run.stdout
+    assert "\n_BASE_: configs/quickstart/maskformer_R18_quickstart.yaml\n" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--train", "street_train"], "config --train street_train: give --test NAME, a "
+         "registered split of other images to evaluate on"),
+        (["--train", "street_train", "--test", "street_train"], "config --train street_train: "
+         "give --test NAME"),
+        (["--train", "street_train", "--test", "street_test"], "--test street_test: not "
+         "registered (no {d}/street_test.json; registered: street_train, street_val)"),
+    ],
+)  # fmt: skip
+def test_config_without_a_test_split_says_what_is_missing(tmp_path, datasets_dir, capsys, args,
+                                                          message):  # fmt: skip
+    _street_splits(tmp_path, capsys, h=8, w=12)
+    run = run_script("tools/register_dataset.py", "config", *args, "--out", "my.yaml",
+                     cwd=str(tmp_path))  # fmt: skip
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("register_dataset: error: " + message.format(d=datasets_dir))
+    assert run.stdout == "" and not (tmp_path / "my.yaml").exists()
+
+
+def test_register_takes_class_colours(tmp_path, datasets_dir, capsys):
+    images, labels = _street_folder(tmp_path, n=1, h=20, w=30)
+    colors = tmp_path / "colors.txt"
+    colors.write_text("\n".join(["#ff0000", "0 255 0"] + ["10 20 30"] * 9) + "\n")
+    _register(capsys, "c_train", images, labels, tmp_path / "classes.txt", "--colors", colors)
+    meta = MetadataCatalog.get("c_train")
+    assert meta.stuff_colors[:3] == [[255, 0, 0], [0, 255, 0], [10, 20, 30]]
 
 
 def test_bad_colours_are_refused(tmp_path, datasets_dir, capsys):

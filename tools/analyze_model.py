@@ -31,19 +31,14 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# torch, Detectron2 and maskformer are imported after the arguments are parsed: --help and
+# argument errors answer at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.utils.analysis import FlopCountAnalysis  # noqa: E402
-from fvcore.nn.jit_handles import get_shape  # noqa: E402
-
-from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.modeling.inference_transforms import optimize_for_inference  # noqa: E402
-from maskformer.utils import write_text_atomically  # noqa: E402
 
 # Parameter groups: name -> qualified-name prefixes.
 _PARAM_GROUPS = {
@@ -61,6 +56,8 @@ _FLOP_MODULES = {
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """FLOPs of `scaled_dot_product_attention(q, k, v)`: q k^T and the weighted sum of v."""
+    from fvcore.nn.jit_handles import get_shape
+
     q, k, v = (get_shape(x) for x in inputs[:3])
     *batch, length, dim = q
     source, value_dim = k[-2], v[-1]
@@ -82,6 +79,9 @@ def parameter_counts(model: torch.nn.Module) -> Dict[str, int]:
 
 
 def flop_counts(model: torch.nn.Module, size: int) -> Dict[str, Any]:
+    import torch
+    from detectron2.utils.analysis import FlopCountAnalysis
+
     image = torch.zeros(3, size, size, device=model.device)
     inputs = [{"image": image, "height": size, "width": size}]
     with torch.no_grad():
@@ -108,6 +108,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> Dict[str, Any]:
     args = parse_args(argv)
+    import torch
+    from detectron2.modeling import build_model
+
+    from maskformer import get_maskformer_cfg
+    from maskformer.modeling.inference_transforms import optimize_for_inference
+    from maskformer.utils import write_text_atomically
+
     # The semantic output, whatever the config enables: with random weights no query passes the
     # panoptic/instance thresholds, those outputs then do not depend on the network, and the
     # trace that counts FLOPs drops the whole network (0 FLOPs).

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
+if TYPE_CHECKING:
+    from maskformer.data.check import DatasetReport
+
+# maskformer (and so torch) is imported after the arguments are parsed: --help and argument
+# errors answer at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import maskformer  # noqa: E402, F401  (registers the datasets, yours included)
-from maskformer.data.check import DatasetReport, check_dataset, format_report  # noqa: E402
-from maskformer.modeling.class_weights import median_frequency_weights  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def class_weights_line(report: DatasetReport) -> str:
     """The suggested weights as a config line (median frequency balancing)."""
+    from maskformer.modeling.class_weights import median_frequency_weights
+
     weights = median_frequency_weights(report.pixels, report.present_pixels)
     values = ", ".join(f"{w:.4g}" for w in weights)
     return f"MODEL.MASK_FORMER.CLASS_WEIGHTS: [{values}]"
@@ -50,6 +53,9 @@ def class_weights_line(report: DatasetReport) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0 clean, 1 errors found, 2 unknown dataset."""
     args = get_parser().parse_args(argv)
+    import maskformer  # noqa: F401  (registers the datasets, yours included)
+    from maskformer.data.check import check_dataset, format_report
+
     status = 0
     for name in args.names:
         try:

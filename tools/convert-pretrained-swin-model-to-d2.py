@@ -19,11 +19,9 @@ import os
 import pickle
 import sys
 
+# maskformer (and so torch) is imported after the arguments are parsed: --help and argument
+# errors answer at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from maskformer.checkpoint import read_checkpoint  # noqa: E402
-from maskformer.interop.imagenet import swin_imagenet_to_d2  # noqa: E402
-from maskformer.utils import write_bytes_atomically  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -31,6 +29,10 @@ def main(argv=None) -> None:
     p.add_argument("input", help="official Swin checkpoint (.pth, {'model': state dict})")
     p.add_argument("output", help="Detectron2 .pkl to write")
     args = p.parse_args(argv)
+    from maskformer.checkpoint import read_checkpoint
+    from maskformer.interop.imagenet import swin_imagenet_to_d2
+    from maskformer.utils import write_bytes_atomically
+
     converted = swin_imagenet_to_d2(read_checkpoint(args.input)["model"])
     write_bytes_atomically(args.output, pickle.dumps(converted))
     print(f"wrote {len(converted['model'])} arrays to {args.output}")

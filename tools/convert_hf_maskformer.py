@@ -40,22 +40,9 @@ import os
 import sys
 from typing import Any, Dict
 
-import torch
-import yaml
-
+# torch, Detectron2 and maskformer are imported after the arguments are parsed: --help and
+# argument errors answer at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from detectron2.modeling import build_model  # noqa: E402
-
-from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.checkpoint import MaskFormerCheckpointer, read_checkpoint  # noqa: E402
-from maskformer.interop.hf import (  # noqa: E402
-    hf_config_from_maskformer_cfg,
-    hf_to_maskformer,
-    maskformer_cfg_from_hf_config,
-    maskformer_to_hf,
-)
-from maskformer.utils import write_atomically, write_text_atomically  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -74,6 +61,13 @@ def _nested(flat: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def to_maskformer(args) -> None:
+    import torch
+    import yaml
+
+    from maskformer.checkpoint import read_checkpoint
+    from maskformer.interop.hf import hf_to_maskformer, maskformer_cfg_from_hf_config
+    from maskformer.utils import write_atomically, write_text_atomically
+
     src = args.source
     weights, config = src, args.hf_config
     if os.path.isdir(src):
@@ -106,7 +100,13 @@ def to_maskformer(args) -> None:
 
 
 def to_hf(args) -> None:
+    from detectron2.modeling import build_model
     from safetensors.torch import save_file
+
+    from maskformer import get_maskformer_cfg
+    from maskformer.checkpoint import MaskFormerCheckpointer
+    from maskformer.interop.hf import hf_config_from_maskformer_cfg, maskformer_to_hf
+    from maskformer.utils import write_atomically, write_text_atomically
 
     cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
     hf_config = hf_config_from_maskformer_cfg(cfg)  # refuses early what HF cannot express

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """PQ, SQ and RQ of saved semantic segmentation predictions, every class treated as stuff.
 
-    python tools/evaluate_pq_for_semantic_segmentation.py --dataset-name ade20k_sem_seg_val \
+    python tools/evaluate_pq_for_semantic_segmentation.py --dataset-name ade20k_sem_seg_val \\
         --json-file output/inference/ade20k_sem_seg_val/sem_seg_predictions.json
 
 The JSON is the `sem_seg_predictions.json` that the semantic evaluator writes with
@@ -21,19 +21,16 @@ from collections import defaultdict
 from typing import Dict, List
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from pycocotools import mask as mask_util
-from tabulate import tabulate
-from tqdm import tqdm
 
-import maskformer  # noqa: F401  (registers the datasets)
-from maskformer.data.io import load_sem_seg_label
-from maskformer.evaluation.semantic_pq import stuff_pq_counts, summarize_pq
-from maskformer.utils import write_text_atomically
+# Detectron2 and maskformer (and so torch) are imported after the arguments are parsed: --help
+# and argument errors answer at once.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def decode_prediction(annotations: List[Dict], shape, id_to_contiguous) -> np.ndarray:
     """One image's per-class RLEs -> (H, W) class ids, -1 where no class was predicted."""
+    from pycocotools import mask as mask_util
+
     pred = np.full(shape, -1, dtype=np.int64)
     for ann in annotations:
         rle = dict(ann["segmentation"])
@@ -57,6 +54,12 @@ def decode_prediction(annotations: List[Dict], shape, id_to_contiguous) -> np.nd
 
 
 def evaluate(dataset_name: str, predictions: List[Dict]) -> Dict[str, object]:
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from tqdm import tqdm
+
+    from maskformer.data.io import load_sem_seg_label
+    from maskformer.evaluation.semantic_pq import stuff_pq_counts, summarize_pq
+
     meta = MetadataCatalog.get(dataset_name)
     classes = meta.stuff_classes
     ignore_label = meta.ignore_label
@@ -92,6 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json-file", required=True, help="sem_seg_predictions.json")
     parser.add_argument("--output", default="", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    from detectron2.data import DatasetCatalog
+    from tabulate import tabulate
+
+    import maskformer  # noqa: F401  (registers the datasets)
+    from maskformer.utils import write_text_atomically
+
     if args.dataset_name not in DatasetCatalog.list():
         print(f"error: dataset '{args.dataset_name}' is not registered", file=sys.stderr)
         return 1

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Export MaskFormer's network, images -> (class logits, mask logits), at a fixed input size.
 
-    python tools/export_model.py --config-file configs/ade20k/maskformer_R50.yaml \
-        --format onnx --size 512 512 --output maskformer_R50.onnx \
-        --opts MODEL.WEIGHTS model_final_d8dbeb.pkl
+    python tools/export_model.py --config-file configs/ade20k/maskformer_R50.yaml \\
+        --format onnx --size 512 512 --output maskformer_R50.onnx \\
+        --opts MODEL.WEIGHTS model_final_d8dbeb.pkl  # the config's model, MODEL_ZOO.md
 
 With --dynamic (ONNX) the file takes images of any size: what the predictor's and the
 demo's onnxruntime backend need (`--backend onnxruntime maskformer_R50.onnx`).
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Dict
 
 # torch, Detectron2 and maskformer are imported after the arguments are parsed: --help and
@@ -79,6 +80,11 @@ def main(argv=None) -> Dict[str, float]:
     args = parse_args(argv)
     if args.dynamic and args.format != "onnx":
         raise SetupError("--dynamic: ONNX exports only (--format onnx)")
+    # Detectron2 and fvcore script functions with torch.jit when imported: a deprecation in
+    # their code that a user of this tool cannot act on.
+    warnings.filterwarnings(
+        "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+    )
     import torch
 
     from maskformer.export import MaskFormerLogits, export_onnx, export_program
@@ -122,7 +128,11 @@ def _trained_model(args):
     from detectron2.modeling import build_model
 
     from maskformer import get_maskformer_cfg
-    from maskformer.checkpoint import CheckpointError, MaskFormerCheckpointer, check_trained
+    from maskformer.checkpoint import (
+        CheckpointError,
+        MaskFormerCheckpointer,
+        UntrainedModelError,
+    )
     from maskformer.config import ConfigKeyError, UnsafeConfigError
     from maskformer.modeling.inference_transforms import optimize_from_config
 
@@ -130,15 +140,21 @@ def _trained_model(args):
         cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
         model = build_model(cfg)
         if cfg.MODEL.WEIGHTS:
-            checkpointer = MaskFormerCheckpointer(model, strict=cfg.MODEL.WEIGHTS_STRICT)
+            # Refused before loading, so that Detectron2's list of the tensors the file lacks
+            # does not precede the one-line refusal.
+            checkpointer = MaskFormerCheckpointer(
+                model,
+                strict=cfg.MODEL.WEIGHTS_STRICT,
+                require_trained=not args.allow_random_weights,
+            )
             checkpointer.load(cfg.MODEL.WEIGHTS)
-            if not args.allow_random_weights:
-                check_trained(checkpointer.last_report)
         elif not args.allow_random_weights:
             raise SetupError(
                 "MODEL.WEIGHTS is empty: the exported network would have random weights "
                 "(--opts MODEL.WEIGHTS file, or --allow-random-weights)"
             )
+    except UntrainedModelError as e:
+        raise SetupError(f"{' '.join(str(e).split())}; or --allow-random-weights") from None
     except (CheckpointError, ConfigKeyError, UnsafeConfigError, FileNotFoundError) as e:
         raise SetupError(" ".join(str(e).split())) from None
     except yaml.YAMLError as e:

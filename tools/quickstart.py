@@ -16,24 +16,24 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-
+# torch, Detectron2 and maskformer are imported after the arguments are parsed: --help and
+# argument errors answer at once.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-
-import train_net  # noqa: E402
-from maskformer.data.io import read_image, read_label_map, save_image_atomically  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "maskformer_R18_quickstart.yaml")
 
 
 def draw_overlays(cfg, model, dataset_name: str, out_dir: str, count: int) -> None:
     """Image | prediction | ground truth, one PNG per validation image."""
+    import numpy as np
+    import torch
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import transforms as T
+    from detectron2.utils.visualizer import ColorMode, Visualizer
+
+    from maskformer.data.io import read_image, read_label_map, save_image_atomically
+
     os.makedirs(out_dir, exist_ok=True)
     meta = MetadataCatalog.get(dataset_name)
     resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
@@ -61,6 +61,7 @@ def main(argv=None) -> float:
     p.add_argument("--overlays", type=int, default=6, help="validation images to draw")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = p.parse_args(argv)
+    import train_net
 
     start = time.perf_counter()
     train_args = train_net.default_argument_parser().parse_args(

@@ -16,14 +16,18 @@ from PIL import Image
 
 from maskformer.data.check import check_dataset, format_report
 from maskformer.data.datasets import described
-from maskformer.data.datasets.custom import read_class_list, unregister
+from maskformer.data.datasets.custom import (
+    read_class_list,
+    register_sem_seg_folder,
+    unregister,
+)
 from maskformer.data.datasets.quickstart_panoptic import (
     quickstart_panoptic_metadata,
     write_panoptic_split,
 )
 from maskformer.data.io import panoptic_ids_to_rgb, read_label_map, rgb_to_panoptic_ids
 from tests.common import REPO_ROOT
-from tests.scripts import load_script
+from tests.scripts import load_script, run_script
 
 register_tool = load_script("tools/register_dataset.py")
 check_tool = load_script("tools/check_dataset.py")
@@ -164,6 +168,49 @@ def test_checker_names_every_planted_error(tmp_path, datasets_dir, capsys):
     assert " cat " in run.stdout  # the class frequency table
     text = format_report(report, max_listed=2)
     assert "... and 3 more errors" in text
+
+
+def test_sem_seg_folder_by_default_takes_images_of_any_extension(tmp_path, datasets_dir):
+    images, labels = _semantic_folder(tmp_path, planted=False)  # .jpg, .PNG, .png
+    _image(images / "f.jpeg", 12, 16)
+    Image.fromarray(_label(12, 16)).save(labels / "f.png")
+    register_sem_seg_folder("any_ext", str(images), str(labels), CLASSES)
+    names = [os.path.relpath(d["file_name"], images) for d in DatasetCatalog.get("any_ext")]
+    assert names == ["a.jpg", "b.PNG", "d.png", "e.jpg", "f.jpeg", "sub/c.jpg"]
+    register_sem_seg_folder("png_only", str(images), str(labels), CLASSES, image_ext="png")
+    names = [os.path.relpath(d["file_name"], images) for d in DatasetCatalog.get("png_only")]
+    assert names == ["b.PNG", "d.png"]
+
+
+def test_sem_seg_folder_without_images_or_pairs_names_the_folder(tmp_path, datasets_dir):
+    images, labels = _semantic_folder(tmp_path, planted=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    register_sem_seg_folder("no_images", str(empty), str(labels), CLASSES)
+    with pytest.raises(FileNotFoundError, match=f"'no_images': no image file .* in {empty}$"):
+        DatasetCatalog.get("no_images")
+    register_sem_seg_folder("no_bmp", str(images), str(labels), CLASSES, image_ext="bmp")
+    with pytest.raises(FileNotFoundError, match=r"\(\.bmp, the image_ext given; None takes any"):
+        DatasetCatalog.get("no_bmp")
+    register_sem_seg_folder("no_pairs", str(images), str(empty), CLASSES)
+    with pytest.raises(FileNotFoundError) as e:
+        DatasetCatalog.get("no_pairs")
+    assert f"none of the 5 images in {images} has a label map" in str(e.value)
+    assert f"in {empty} (e.g. image {images / 'a.jpg'})" in str(e.value)
+
+
+def test_check_dataset_names_the_folder_whose_images_are_gone(tmp_path, datasets_dir):
+    images, labels = _semantic_folder(tmp_path, planted=False)
+    assert _register_semantic("gone", images, labels, tmp_path / "classes.txt") == 0
+    for path in images.rglob("*.*"):
+        path.unlink()
+    run = run_script("tools/check_dataset.py", "gone")
+    assert run.returncode == 1
+    (error,) = [line for line in run.stdout.splitlines() if "ERROR" in line]
+    assert error.strip() == (
+        "ERROR   gone: cannot be loaded: Dataset 'gone': no image file (.jpg, .jpeg, .png, .bmp, "
+        f".tif, .tiff, .webp, .npy) in {images}"
+    )
 
 
 def test_register_errors(tmp_path, datasets_dir, capsys):

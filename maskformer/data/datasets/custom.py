@@ -8,7 +8,6 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_sem_seg
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -113,13 +112,20 @@ def _load_folder(name, image_root, sem_seg_root, image_ext, gt_ext, prepare, how
         if not os.path.isdir(path):
             message = f"Dataset '{name}': {what} directory {path} does not exist."
             raise FileNotFoundError(f"{message} {how_to_prepare}" if how_to_prepare else message)
-    if image_ext is not None:
-        return load_sem_seg(sem_seg_root, image_root, gt_ext=gt_ext, image_ext=image_ext)
-    pairs, unlabelled, orphans = pair_sem_seg_files(image_root, sem_seg_root, None, gt_ext)
+    pairs, unlabelled, orphans = pair_sem_seg_files(image_root, sem_seg_root, image_ext, gt_ext)
+    # An empty dataset would only fail later, far from its cause (an empty data loader, or an
+    # evaluation of nothing).
+    if not pairs and not unlabelled:
+        wanted = ", ".join(IMAGE_EXTENSIONS)
+        if image_ext is not None:
+            wanted = f".{image_ext.lstrip('.')}, the image_ext given; None takes any of {wanted}"
+        raise FileNotFoundError(f"Dataset '{name}': no image file ({wanted}) in {image_root}")
     if not pairs:
+        examples = f"e.g. image {unlabelled[0]}" + (f", label map {orphans[0]}" if orphans else "")
         raise FileNotFoundError(
-            f"Dataset '{name}': no image in {image_root} has a label map of the same name in "
-            f"{sem_seg_root} (images: {', '.join(IMAGE_EXTENSIONS)}; label maps: .{gt_ext})"
+            f"Dataset '{name}': none of the {len(unlabelled)} images in {image_root} has a label "
+            f"map of the same relative name and extension .{gt_ext.lstrip('.')} in "
+            f"{sem_seg_root} ({examples})"
         )
     if unlabelled or orphans:
         logger.warning(
@@ -137,7 +143,7 @@ def register_sem_seg_folder(
     *,
     colors: Optional[Sequence[Sequence[int]]] = None,
     ignore_label: int = 255,
-    image_ext: Optional[str] = "jpg",
+    image_ext: Optional[str] = None,
     gt_ext: str = "png",
     evaluator_type: str = "sem_seg",
     prepare: Optional[Callable[[], None]] = None,
@@ -146,8 +152,11 @@ def register_sem_seg_folder(
 ) -> None:
     """Register a semantic segmentation dataset stored as two parallel folders.
 
-    `image_root/a/b.jpg` is paired with `sem_seg_root/a/b.png`: a single-channel label map whose
-    values are class indices into `classes` (0 .. K-1) or `ignore_label`. The dataset is then
+    `image_root/a/b.jpg` is paired with `sem_seg_root/a/b.png` (subfolders searched, files
+    paired by their relative path without extension): a single-channel label map whose values
+    are class indices into `classes` (0 .. K-1) or `ignore_label`. Images without a label map
+    and label maps without an image are left out, with a warning; loading the dataset raises
+    FileNotFoundError, naming the folder, if no image has a label map. The dataset is then
     usable as `DATASETS.TRAIN/TEST: ("name",)` with `MODEL.SEM_SEG_HEAD.NUM_CLASSES: K`; its
     metadata has every key the mappers, evaluators and visualiser read.
 
@@ -157,9 +166,9 @@ def register_sem_seg_folder(
         classes: class names, in label-value order.
         colors: RGB colour per class for drawing (default: distinct generated colours).
         ignore_label: label value of unlabelled pixels.
-        image_ext, gt_ext: file extensions of images and label maps. `image_ext=None` takes
-            images of any of IMAGE_EXTENSIONS, in subfolders too, and leaves out (with a
-            warning) images without a label map and label maps without an image.
+        image_ext: the images' extension ("jpg"); None (default): any of IMAGE_EXTENSIONS,
+            in any case.
+        gt_ext: the label maps' extension.
         evaluator_type: how `train_net.py` evaluates it ("sem_seg").
         prepare: called before every load of the file list, e.g. to generate the data once.
         how_to_prepare: appended to the error raised when a directory is missing: where the data
