@@ -7,12 +7,10 @@ from .build import (
 )
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator, pq_compact_stats, pq_image_stats, pq_summary
-from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
 from .semantic import SemanticEvaluator, confusion_matrix, predicted_labels, semantic_metrics
 
 __all__ = [
     "EVALUATORS",
-    "BoundedCOCOPanopticEvaluator",
     "EvaluationOptions",
     "InstanceEvaluator",
     "PanopticEvaluator",
@@ -21,7 +19,6 @@ __all__ = [
     "confusion_matrix",
     "evaluation_options",
     "pq_compact_stats",
-    "pq_compute_multi_core",
     "pq_image_stats",
     "pq_summary",
     "predicted_labels",
