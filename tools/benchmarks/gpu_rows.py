@@ -7,7 +7,7 @@ import copy
 import math
 import os
 import statistics
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def loss_checks(losses: List[float], ratio: Optional[float] = None) -> List[Dict
     return checks
 
 
-def build(name: str, reduced: bool, device: torch.device):
+def build(name: str, reduced: bool, device: torch.device) -> Tuple[object, nn.Module]:
     """`name`'s config and its model (fixed seed, random weights) on `device`."""
     opts = ["MODEL.WEIGHTS", ""]
     if reduced:
@@ -88,7 +88,9 @@ def fixed_batch_loss(model: nn.Module, batch: List[Dict], precision: str) -> flo
         return float(sum(model(batch).values()))
 
 
-def train_row(name: str, precision: str, batch: List[Dict], settings, reduced, device) -> Dict:
+def train_row(
+    name: str, precision: str, batch: List[Dict], *, timing: Dict, reduced: bool, device
+) -> Dict:
     """Steps from the initial weights (so that the peak memory is of this model alone); in
     float16, first the fixed-batch loss against float32."""
     cfg, model = build(name, reduced, device)
@@ -100,36 +102,46 @@ def train_row(name: str, precision: str, batch: List[Dict], settings, reduced, d
     step = common.training_step(model.train(), optimizer, batch, dtype=common.AUTOCAST[precision])
     losses = []
     common.reset_peak_memory(device)
-    times = common.timings(lambda: losses.append(float(step())), device, **settings)
+    times = common.timings(lambda: losses.append(float(step())), device, **timing)
     ms = 1000 * statistics.median(times)
     return row(name, "train", precision, batch, ms, len(batch) * 1000 / ms,
                common.peak_memory_mb(device), loss_checks(losses, ratio))  # fmt: skip
 
 
-def inference_variant(model, precision: str):
+def inference_variant(model: nn.Module, precision: str) -> nn.Module:
     """The exact inference transforms, without channels-last unless named; "fp16": the network
     under autocast in float16 (the post-processing stays float32)."""
     optimize_for_inference(model, channels_last=precision.endswith("channels-last"))
     return run_in_precision(model, torch.float16 if precision == "fp16" else None).eval()
 
 
-def infer_row(name: str, precision: str, model, samples, reference, settings, device):
-    """The row of `model` on `samples`, and its first output; with "sem_seg" scores and a
-    `reference` (the float32 row's output), their label agreement and largest difference."""
+def infer_row(
+    name: str,
+    precision: str,
+    model: nn.Module,
+    samples: List[Dict],
+    *,
+    reference: Optional[torch.Tensor],
+    timing: Dict,
+    device: torch.device,
+) -> Tuple[Dict, Optional[torch.Tensor]]:
+    """The row of `model` on `samples`, and the (K, H, W) "sem_seg" scores of the first image
+    (on the CPU; None without semantic output); with a `reference` (the float32 row's scores),
+    the labels' agreement with it and the largest score difference."""
     common.reset_peak_memory(device)
     with torch.no_grad():
-        times = common.timings(lambda: model(samples), device, **settings)
+        times = common.timings(lambda: model(samples), device, **timing)
         out = model(samples)[0]
+    scores = out["sem_seg"].float().cpu() if "sem_seg" in out else None
     checks = []
-    if "sem_seg" in out and reference is not None:
-        scores, want = out["sem_seg"].float().cpu(), reference["sem_seg"].float().cpu()
-        agree = float((scores.argmax(0) == want.argmax(0)).double().mean())
-        diff = float((scores - want).abs().max())
+    if scores is not None and reference is not None:
+        agree = float((scores.argmax(0) == reference.argmax(0)).double().mean())
+        diff = float((scores - reference).abs().max())
         checks = [check("labels = fp32's at", agree, ".4%"), check("scores within", diff, ".1e")]
     ms = 1000 * statistics.median(times) / len(samples)
     result = row(name, "infer", precision, samples, ms, 1000 / ms,
                  common.peak_memory_mb(device), checks)  # fmt: skip
-    return result, out
+    return result, scores
 
 
 def model_rows(name: str, settings: Dict, *, reduced: bool, device: torch.device) -> List[Dict]:
@@ -143,20 +155,35 @@ def model_rows(name: str, settings: Dict, *, reduced: bool, device: torch.device
     batch = [
         common.synthetic_sample(size, classes, rng, with_gt=True) for _ in range(1 if coco else 2)
     ]
-    rows = [train_row(name, p, batch, timing, reduced, device) for p in PRECISIONS[coco]["train"]]
+    rows = [
+        train_row(name, p, batch, timing=timing, reduced=reduced, device=device)
+        for p in PRECISIONS[coco]["train"]
+    ]
     for b in settings["batches"][:1] if coco else settings["batches"]:
         samples = [common.synthetic_sample(size, classes, rng, with_gt=False) for _ in range(b)]
         reference = None
         for precision in PRECISIONS[coco]["infer"]:
             model = inference_variant(copy.deepcopy(plain).to(device), precision)
-            result, out = infer_row(name, precision, model, samples, reference, timing, device)
+            result, scores = infer_row(
+                name, precision, model, samples, reference=reference, timing=timing, device=device
+            )
             rows.append(result)
-            reference = reference or out
+            reference = scores if reference is None else reference
             del model  # before the next variant's peak memory
     return rows
 
 
-def row(name, phase, precision, inputs, ms, img_per_s, peak_mib, checks) -> Dict:
+def row(
+    name: str,
+    phase: str,
+    precision: str,
+    inputs: List[Dict],
+    ms: float,
+    img_per_s: float,
+    peak_mib: float,
+    checks: List[Dict],
+) -> Dict:
+    """One row of the table, as written to the JSON file."""
     # The published inference figures are at batch 1.
     published = precision == "fp32" and (phase == "train" or len(inputs) == 1)
     anchor = ANCHORS.get((name, phase), "") if published else ""
