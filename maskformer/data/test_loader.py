@@ -2,9 +2,9 @@
 
 A batch pads every image to the largest one, and the padding changes a smaller image's output
 (it enters the convolutions near the border and the transformer's attention, which is not
-masked, as in the official code): `tools/batch_agreement.py` measures by how much. Images of
-one size need no padding, so their outputs are the ones each would get alone, and the metric
-is the same for every TEST.IMS_PER_BATCH.
+masked, as in the official code): `tools/benchmarks/batch_agreement.py` measures by how much.
+Images of one size need no padding, so their outputs are the ones each would get alone, and the
+metric is the same for every TEST.IMS_PER_BATCH.
 """
 
 from __future__ import annotations

@@ -8,12 +8,10 @@ from .build import (
 )
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator, pq_compact_stats, pq_image_stats, pq_summary
-from .panoptic_evaluation import BoundedCOCOPanopticEvaluator, pq_compute_multi_core
 from .semantic import SemanticEvaluator, confusion_matrix, semantic_metrics
 
 __all__ = [
     "EVALUATORS",
-    "BoundedCOCOPanopticEvaluator",
     "EvaluationOptions",
     "InstanceEvaluator",
     "PanopticEvaluator",
@@ -23,7 +21,6 @@ __all__ = [
     "evaluation_options",
     "evaluation_semantic_output",
     "pq_compact_stats",
-    "pq_compute_multi_core",
     "pq_image_stats",
     "pq_summary",
     "reads_semantic_labels",

@@ -3,8 +3,6 @@ predictions with VOID, crowds, wrong categories and unmatched segments; bounded 
 report; the prediction PNGs + JSON on request; the ground truth given by the test loader instead
 of read from the PNGs (the same numbers)."""
 
-import contextlib
-import io
 import json
 import os
 import threading
@@ -24,7 +22,7 @@ from maskformer.evaluation import (
     pq_image_stats,
     pq_summary,
 )
-from maskformer.evaluation.panoptic_evaluation import bounded_pq_workers
+from tools.benchmarks.reference_pq import panopticapi_pq
 
 # Dataset ids not contiguous; things first.
 THINGS = [3, 5, 8, 13, 21]
@@ -131,15 +129,12 @@ def _write_case(root, seed, n=8):
 
 
 def _panopticapi(root):
-    from panopticapi.evaluation import pq_compute
-
-    with bounded_pq_workers(1), contextlib.redirect_stdout(io.StringIO()):
-        return pq_compute(
-            os.path.join(root, "gt.json"),
-            os.path.join(root, "pred.json"),
-            os.path.join(root, "gt"),
-            os.path.join(root, "pred"),
-        )
+    return panopticapi_pq(
+        os.path.join(root, "gt.json"),
+        os.path.join(root, "pred.json"),
+        os.path.join(root, "gt"),
+        os.path.join(root, "pred"),
+    )
 
 
 @pytest.fixture(params=[0, 1, 2])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How often an image predicted alone and in a batch with a larger image get the same label.
 
-    python tools/batch_agreement.py \\
+    python tools/benchmarks/batch_agreement.py \\
         --config-file configs/quickstart/maskformer_R18_quickstart.yaml [--pairs 4] \\
         [--dataset NAME] --opts MODEL.WEIGHTS output/quickstart/model_final.pth
 
@@ -20,7 +20,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -57,11 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
     from detectron2.data import transforms as T
     from detectron2.modeling import build_model
 
-    from maskformer import get_maskformer_cfg
     from maskformer.checkpoint import MaskFormerCheckpointer
     from maskformer.data.io import read_image
+    from tools.benchmarks import common
 
-    cfg = get_maskformer_cfg(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+    cfg = common.load_cfg(args.config_file, device="cpu", opts=args.opts)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     MaskFormerCheckpointer(model).load(cfg.MODEL.WEIGHTS)
@@ -72,6 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
         img = read_image(d["file_name"], cfg.INPUT.FORMAT)
         img = resize.get_transform(img).apply_image(img)
         images.append(torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))).float())
+    if len(images) < 2:
+        sys.exit(f"dataset {dataset}: {len(images)} image(s); pairs need at least 2")
     images.sort(key=lambda x: x.shape[1] * x.shape[2])
     shares = []
     for i in range(min(args.pairs, len(images) // 2)):
@@ -83,6 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
             f"pair {i}: {tuple(small.shape[1:])} with {tuple(large.shape[1:])}: "
             f"{100 * share:.2f}% of pixels agree"
         )
+    print(common.machine_line(torch.device("cpu")))
     print(
         f"{os.path.relpath(args.config_file)}, {cfg.MODEL.WEIGHTS}, {dataset}: "
         f"mean {100 * sum(shares) / len(shares):.2f}%, min {100 * min(shares):.2f}% "
