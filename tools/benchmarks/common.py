@@ -68,8 +68,7 @@ def with_semantic_output(cfg, output: str):
     if output not in SEMANTIC_OUTPUTS:
         raise ValueError(f"semantic output '{output}'; expected one of {SEMANTIC_OUTPUTS}")
     cfg = cfg.clone()
-    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LABELS_ONLY = output == "labels"
-    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_LOW_RES_LABELS = output == "low_res_labels"
+    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT = output
     return cfg
 
 

@@ -7,10 +7,11 @@ synthetic predictions (the model excluded), with a check that the metrics are th
 panopticapi's `pq_compute` runs on one core, given the prediction PNGs already written. Ours
 runs on the id maps in memory (no worker thread), once reading and decoding each ground-truth
 PNG itself as panopticapi does, once given the ground truth as the test loader's workers decode
-it (TEST.PANOPTIC_EVAL_GT_IN_LOADER): then the decoding is not the main process's work, but
-receiving the decoded map from a worker is (timed apart, as the main process's CPU time per
-image through a one-worker DataLoader). Rounds interleave all of them; medians. The metrics are
-compared with panopticapi's: PQ, SQ, RQ of All / Things / Stuff and of every category.
+it for panoptic output (`maskformer.data.build_test_loader`): then the decoding is not the main
+process's work, but receiving the decoded map from a worker is (timed apart, as the main
+process's CPU time per image through a one-worker DataLoader). Rounds interleave all of them;
+medians. The metrics are compared with panopticapi's: PQ, SQ, RQ of All / Things / Stuff and
+of every category.
 """
 
 from __future__ import annotations
