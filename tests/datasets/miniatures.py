@@ -166,6 +166,47 @@ def cityscapes_box(x0: int, y0: int, x1: int, y1: int) -> List[List[int]]:
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
 
 
+# Two streets per split, as (label, polygon) lists for `write_cityscapes_annotated`. Every object
+# of a thing class has at least 100 pixels (Cityscapes' AP ignores smaller ones).
+CITYSCAPES_SCENES = {
+    "train": {
+        "aachen_000000_000019": [
+            ("sky", cityscapes_box(0, 0, 127, 25)),
+            ("building", cityscapes_box(0, 8, 60, 40)),
+            ("road", cityscapes_box(0, 36, 127, 63)),
+            ("car", cityscapes_box(20, 30, 50, 50)),
+            ("person", cityscapes_box(70, 20, 80, 50)),
+        ],
+        "aachen_000001_000019": [
+            ("vegetation", cityscapes_box(0, 0, 127, 35)),
+            ("sidewalk", cityscapes_box(0, 36, 127, 63)),
+            ("rider", cityscapes_box(30, 20, 42, 45)),
+            ("bicycle", cityscapes_box(28, 38, 46, 55)),
+        ],
+    },
+    "val": {
+        "frankfurt_000000_000294": [
+            ("sky", cityscapes_box(0, 0, 127, 25)),
+            ("building", cityscapes_box(0, 10, 50, 40)),
+            ("road", cityscapes_box(0, 32, 127, 63)),
+            ("car", cityscapes_box(55, 30, 85, 50)),
+            ("car", cityscapes_box(90, 28, 115, 52)),
+            ("person", cityscapes_box(10, 18, 22, 50)),
+            ("cargroup", cityscapes_box(116, 36, 127, 56)),  # a crowd
+            ("ego vehicle", cityscapes_box(0, 58, 127, 63)),  # void
+            ("license plate", cityscapes_box(60, 44, 66, 47)),  # not rendered
+        ],
+        "frankfurt_000000_000576": [
+            ("sky", cityscapes_box(0, 0, 127, 20)),
+            ("vegetation", cityscapes_box(64, 5, 127, 40)),
+            ("sidewalk", cityscapes_box(0, 41, 127, 63)),
+            ("person", cityscapes_box(30, 15, 45, 55)),
+            ("car", cityscapes_box(80, 35, 120, 60)),
+        ],
+    },
+}
+
+
 def random_cityscapes_scene(rng: np.random.Generator, size=CITYSCAPES_SIZE) -> List:
     """Polygons of a street: sky, building, vegetation, sidewalk and road bands, then objects of
     thing classes (some groups, i.e. crowds), an ego-vehicle strip (void) and a licence plate
@@ -249,3 +290,12 @@ def write_cityscapes_annotated(
     with contextlib.redirect_stdout(io.StringIO()), _environment(CITYSCAPES_DATASET=base):
         createTrainIdLabelImgs.main()
         convert2panoptic(os.path.join(base, "gtFine"), setNames=list(scenes))
+
+
+def read_cityscapes_instance_ids(root: str, split: str, image_id: str) -> np.ndarray:
+    """(H, W) int64: the zip's X_gtFine_instanceIds.png of image "<city>_<seq>_<frame>"."""
+    city = image_id.split("_")[0]
+    path = os.path.join(
+        root, "cityscapes", "gtFine", split, city, f"{image_id}_gtFine_instanceIds.png"
+    )
+    return np.array(Image.open(path)).astype(np.int64)

@@ -22,46 +22,7 @@ pytest.importorskip("cityscapesscripts")
 from cityscapesscripts.helpers.labels import id2label  # noqa: E402
 
 DEFAULT_ROOT = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
-box = mini.cityscapes_box
-# Two streets; every object of a thing class has at least 100 pixels (Cityscapes' AP ignores
-# smaller ones). Drawn in order: later objects cover earlier ones.
-SCENES = {
-    "train": {
-        "aachen_000000_000019": [
-            ("sky", box(0, 0, 127, 25)),
-            ("building", box(0, 8, 60, 40)),
-            ("road", box(0, 36, 127, 63)),
-            ("car", box(20, 30, 50, 50)),
-            ("person", box(70, 20, 80, 50)),
-        ],
-        "aachen_000001_000019": [
-            ("vegetation", box(0, 0, 127, 35)),
-            ("sidewalk", box(0, 36, 127, 63)),
-            ("rider", box(30, 20, 42, 45)),
-            ("bicycle", box(28, 38, 46, 55)),
-        ],
-    },
-    "val": {
-        "frankfurt_000000_000294": [
-            ("sky", box(0, 0, 127, 25)),
-            ("building", box(0, 10, 50, 40)),
-            ("road", box(0, 32, 127, 63)),
-            ("car", box(55, 30, 85, 50)),
-            ("car", box(90, 28, 115, 52)),
-            ("person", box(10, 18, 22, 50)),
-            ("cargroup", box(116, 36, 127, 56)),  # a crowd
-            ("ego vehicle", box(0, 58, 127, 63)),  # void
-            ("license plate", box(60, 44, 66, 47)),  # not rendered
-        ],
-        "frankfurt_000000_000576": [
-            ("sky", box(0, 0, 127, 20)),
-            ("vegetation", box(64, 5, 127, 40)),
-            ("sidewalk", box(0, 41, 127, 63)),
-            ("person", box(30, 15, 45, 55)),
-            ("car", box(80, 35, 120, 60)),
-        ],
-    },
-}
+SCENES = mini.CITYSCAPES_SCENES
 
 
 @pytest.fixture
@@ -71,15 +32,6 @@ def root(tmp_path):
     register_all(str(tmp_path))
     yield str(tmp_path)
     register_all(DEFAULT_ROOT)
-
-
-def _instance_ids(root, split, d):
-    """The zip's instance-id map of a dataset dict's image."""
-    city = d["image_id"].split("_")[0]
-    path = os.path.join(
-        root, "cityscapes", "gtFine", split, city, d["image_id"] + "_gtFine_instanceIds.png"
-    )
-    return np.array(Image.open(path)).astype(np.int64)
 
 
 def _expected_segments(instance_ids):
@@ -108,7 +60,7 @@ def test_registration_loads_the_converted_split(root):
             assert os.path.isfile(d[key]), key
         assert d["sem_seg_file_name"].endswith(d["image_id"] + "_gtFine_labelTrainIds.png")
         # Segments, classes (train ids), crowds and areas as the zip's instance-id map has them.
-        instance_ids = _instance_ids(root, "val", d)
+        instance_ids = mini.read_cityscapes_instance_ids(root, "val", d["image_id"])
         got = {s["id"]: (s["category_id"], bool(s["iscrowd"])) for s in d["segments_info"]}
         assert got == _expected_segments(instance_ids)
         for s in d["segments_info"]:
@@ -177,7 +129,7 @@ def test_training_targets_are_the_segments_of_the_instance_id_map(root):
     for split in ("train", "val"):
         for d in DatasetCatalog.get(f"cityscapes_fine_panoptic_{split}"):
             image = np.array(Image.open(d["file_name"]))
-            instance_ids = _instance_ids(root, split, d)
+            instance_ids = mini.read_cityscapes_instance_ids(root, split, d["image_id"])
             train_ids = np.array(Image.open(d["sem_seg_file_name"]))
             for seed in range(4):  # both outcomes of the random flip
                 torch.manual_seed(seed)
