@@ -108,10 +108,6 @@ def load_cityscapes_panoptic(
     return dicts
 
 
-def _missing(dicts: List[Dict], key: str) -> List[str]:
-    return [d[key] for d in dicts if not os.path.isfile(d[key])]
-
-
 def _load_panoptic(name: str, meta: Dict, how_to_prepare: str) -> List[Dict]:
     image_dir, json_file = meta["image_root"], meta["panoptic_json"]
     if not os.path.isdir(image_dir):
@@ -131,7 +127,7 @@ def _load_panoptic(name: str, meta: Dict, how_to_prepare: str) -> List[Dict]:
         ("pan_seg_file_name", "panoptic PNG(s), made by createPanopticImgs"),
         ("sem_seg_file_name", "train-id map(s), made by createTrainIdLabelImgs"),
     ):
-        missing = _missing(dicts, key)
+        missing = [d[key] for d in dicts if not os.path.isfile(d[key])]
         if missing:
             raise FileNotFoundError(
                 f"Dataset '{name}': {len(missing)} of the {len(dicts)} {what} listed by "
