@@ -13,7 +13,7 @@ from detectron2.utils import comm
 
 from ..config import ConfigValueError
 from ..modeling.inference_transforms import check_semantic_output
-from .cityscapes import CityscapesSemSegEvaluator
+from .cityscapes import CityscapesInstanceEvaluator, CityscapesSemSegEvaluator
 from .instance import InstanceEvaluator
 from .panoptic import PanopticEvaluator
 from .semantic import SemanticEvaluator
@@ -58,6 +58,14 @@ def _instance(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
     )
 
 
+def _panoptic(dataset_name: str, output_dir: Optional[str], options: EvaluationOptions):
+    return PanopticEvaluator(
+        dataset_name,
+        output_dir=output_dir,
+        write_predictions=options.panoptic_predictions,
+    )
+
+
 def _sem_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
     return [_semantic(dataset_name, output_dir, options)] if options.semantic else []
 
@@ -69,13 +77,7 @@ def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[
     if options.semantic and meta.get("sem_seg_root"):
         evaluators.append(_semantic(dataset_name, output_dir, options))
     if options.panoptic:
-        evaluators.append(
-            PanopticEvaluator(
-                dataset_name,
-                output_dir=output_dir,
-                write_predictions=options.panoptic_predictions,
-            )
-        )
+        evaluators.append(_panoptic(dataset_name, output_dir, options))
     if options.instance:
         if meta.get("json_file"):
             evaluators.append(_instance(dataset_name, output_dir))
@@ -91,11 +93,10 @@ def _coco_instances(dataset_name, output_dir, options: EvaluationOptions) -> Lis
     return [_instance(dataset_name, output_dir)] if options.instance else []
 
 
-def _cityscapes_sem_seg(dataset_name, output_dir, options: EvaluationOptions):
-    if not options.semantic:
-        return []
+def _require_cityscapes_scripts(dataset_name: str) -> None:
+    """Refuse what Detectron2's Cityscapes evaluators cannot do, before the model runs."""
     try:
-        import cityscapesscripts  # noqa: F401  (CityscapesSemSegEvaluator runs its evaluation)
+        import cityscapesscripts  # noqa: F401  (the Cityscapes evaluators run its evaluation)
     except ImportError:
         raise ImportError(
             f"Evaluating '{dataset_name}' needs the Cityscapes scripts: pip install "
@@ -103,16 +104,37 @@ def _cityscapes_sem_seg(dataset_name, output_dir, options: EvaluationOptions):
         ) from None
     if comm.get_world_size() > comm.get_local_size():
         raise RuntimeError(
-            "CityscapesSemSegEvaluator works on a single machine only (it writes predictions to "
-            "a local temporary directory); evaluate with --num-machines 1"
+            "Detectron2's Cityscapes evaluators work on a single machine only (they write "
+            "predictions to a local temporary directory); evaluate with --num-machines 1"
         )
+
+
+def _cityscapes_sem_seg(dataset_name, output_dir, options: EvaluationOptions):
+    if not options.semantic:
+        return []
+    _require_cityscapes_scripts(dataset_name)
     return [CityscapesSemSegEvaluator(dataset_name)]
+
+
+def _cityscapes_panoptic_seg(dataset_name, output_dir, options: EvaluationOptions):
+    """mIoU on the train-id maps (the Cityscapes script's IoU wherever every class occurs in the
+    ground truth, as in val), PQ, and mask AP by the Cityscapes script."""
+    evaluators: List[DatasetEvaluator] = []
+    if options.semantic:
+        evaluators.append(_semantic(dataset_name, output_dir, options))
+    if options.panoptic:
+        evaluators.append(_panoptic(dataset_name, output_dir, options))
+    if options.instance:
+        _require_cityscapes_scripts(dataset_name)
+        evaluators.append(CityscapesInstanceEvaluator(dataset_name))
+    return evaluators
 
 
 # evaluator_type -> function(dataset_name, output_dir, options) -> the evaluators that apply
 EVALUATORS: Dict[str, Callable[[str, Optional[str], EvaluationOptions], List[DatasetEvaluator]]] = {
     "sem_seg": _sem_seg,
     "cityscapes_sem_seg": _cityscapes_sem_seg,
+    "cityscapes_panoptic_seg": _cityscapes_panoptic_seg,
     "coco_panoptic_seg": _panoptic_seg,
     "ade20k_panoptic_seg": _panoptic_seg,
     "coco": _coco_instances,

@@ -1,16 +1,23 @@
-"""Detectron2's CityscapesSemSegEvaluator, made to run with current NumPy.
+"""Detectron2's Cityscapes evaluators, made to run with current NumPy.
 
-The evaluation itself is cityscapesscripts' `evalPixelLevelSemanticLabeling`, which calls
-`np.in1d`; NumPy 2.4 removed it (`np.isin` replaces it). Its module gets a NumPy stand-in that
-adds `in1d` back; nothing else is changed, and nothing outside that module sees it.
+The evaluations themselves are cityscapesscripts' `evalPixelLevelSemanticLabeling` and
+`evalInstanceLevelSemanticLabeling`, which call `np.in1d`; NumPy 2.4 removed it (`np.isin`
+replaces it). Their modules get a NumPy stand-in that adds `in1d` back; nothing outside those
+modules sees it. The instance evaluation also dumps its matches to `matches.json` in the working
+directory, a debugging aid that nothing reads and that fails on NumPy integers: while our
+evaluator runs, that one file is not written.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
+from detectron2.evaluation import CityscapesInstanceEvaluator as _D2CityscapesInstanceEvaluator
 from detectron2.evaluation import CityscapesSemSegEvaluator as _D2CityscapesSemSegEvaluator
 
-__all__ = ["CityscapesSemSegEvaluator"]
+__all__ = ["CityscapesInstanceEvaluator", "CityscapesSemSegEvaluator"]
 
 
 class _NumpyWithIn1d:
@@ -25,14 +32,46 @@ class _NumpyWithIn1d:
         return np.isin(np.ravel(ar1), ar2, assume_unique=assume_unique, invert=invert)
 
 
+def _add_in1d(module) -> None:
+    if not hasattr(module.np, "in1d"):
+        module.np = _NumpyWithIn1d()
+
+
 def _patch_cityscapes_scripts() -> None:
     import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cityscapes_eval
 
-    if not hasattr(cityscapes_eval.np, "in1d"):
-        cityscapes_eval.np = _NumpyWithIn1d()
+    _add_in1d(cityscapes_eval)
+
+
+@contextlib.contextmanager
+def _instance_evaluation_without_matches_file() -> Iterator[None]:
+    import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cityscapes_eval
+
+    _add_in1d(cityscapes_eval)
+    write = cityscapes_eval.writeDict2JSON
+
+    def write_except_matches(data, path):
+        if path != "matches.json":
+            write(data, path)
+
+    cityscapes_eval.writeDict2JSON = write_except_matches
+    try:
+        yield
+    finally:
+        cityscapes_eval.writeDict2JSON = write
 
 
 class CityscapesSemSegEvaluator(_D2CityscapesSemSegEvaluator):
     def evaluate(self):
         _patch_cityscapes_scripts()
         return super().evaluate()
+
+
+class CityscapesInstanceEvaluator(_D2CityscapesInstanceEvaluator):
+    """Mask AP and AP50 ("segm") by cityscapesscripts, over the 8 thing classes, against
+    the `*_gtFine_instanceIds.png` of the dataset's `gt_dir`. Predicted classes are contiguous
+    ids that index the metadata's `thing_classes` (names of Cityscapes labels)."""
+
+    def evaluate(self):
+        with _instance_evaluation_without_matches_file():
+            return super().evaluate()

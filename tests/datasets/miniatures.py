@@ -6,10 +6,12 @@ that tests can compare the prepared and registered data with the raw values.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import pickle
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numpy as np
 from PIL import Image
@@ -152,3 +154,148 @@ def write_cityscapes(root: str, label_ids: Dict[str, Dict[str, np.ndarray]]) -> 
             Image.fromarray(inst).save(gt + "instanceIds.png")
             with open(gt + "polygons.json", "w") as f:
                 json.dump({"imgHeight": h, "imgWidth": w, "objects": []}, f)
+
+
+# --- Cityscapes panoptic and instances, from polygon annotations -------------------------------
+
+CITYSCAPES_SIZE = (64, 128)  # H, W: Cityscapes' 1:2 aspect ratio
+
+
+def cityscapes_box(x0: int, y0: int, x1: int, y1: int) -> List[List[int]]:
+    """A rectangle as a Cityscapes polygon; rendered, it covers columns x0..x1 and rows y0..y1."""
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+# Two streets per split, as (label, polygon) lists for `write_cityscapes_annotated`. Every object
+# of a thing class has at least 100 pixels (Cityscapes' AP ignores smaller ones).
+CITYSCAPES_SCENES = {
+    "train": {
+        "aachen_000000_000019": [
+            ("sky", cityscapes_box(0, 0, 127, 25)),
+            ("building", cityscapes_box(0, 8, 60, 40)),
+            ("road", cityscapes_box(0, 36, 127, 63)),
+            ("car", cityscapes_box(20, 30, 50, 50)),
+            ("person", cityscapes_box(70, 20, 80, 50)),
+        ],
+        "aachen_000001_000019": [
+            ("vegetation", cityscapes_box(0, 0, 127, 35)),
+            ("sidewalk", cityscapes_box(0, 36, 127, 63)),
+            ("rider", cityscapes_box(30, 20, 42, 45)),
+            ("bicycle", cityscapes_box(28, 38, 46, 55)),
+        ],
+    },
+    "val": {
+        "frankfurt_000000_000294": [
+            ("sky", cityscapes_box(0, 0, 127, 25)),
+            ("building", cityscapes_box(0, 10, 50, 40)),
+            ("road", cityscapes_box(0, 32, 127, 63)),
+            ("car", cityscapes_box(55, 30, 85, 50)),
+            ("car", cityscapes_box(90, 28, 115, 52)),
+            ("person", cityscapes_box(10, 18, 22, 50)),
+            ("cargroup", cityscapes_box(116, 36, 127, 56)),  # a crowd
+            ("ego vehicle", cityscapes_box(0, 58, 127, 63)),  # void
+            ("license plate", cityscapes_box(60, 44, 66, 47)),  # not rendered
+        ],
+        "frankfurt_000000_000576": [
+            ("sky", cityscapes_box(0, 0, 127, 20)),
+            ("vegetation", cityscapes_box(64, 5, 127, 40)),
+            ("sidewalk", cityscapes_box(0, 41, 127, 63)),
+            ("person", cityscapes_box(30, 15, 45, 55)),
+            ("car", cityscapes_box(80, 35, 120, 60)),
+        ],
+    },
+}
+
+
+def random_cityscapes_scene(rng: np.random.Generator, size=CITYSCAPES_SIZE) -> List:
+    """Polygons of a street: sky, building, vegetation, sidewalk and road bands, then objects of
+    thing classes (some groups, i.e. crowds), an ego-vehicle strip (void) and a licence plate
+    (never rendered), in drawing order."""
+    h, w = size
+    horizon, kerb = int(rng.integers(h // 4, h // 2)), int(rng.integers(h // 2 + 4, h - 12))
+    objects = [
+        ("sky", cityscapes_box(0, 0, w - 1, horizon)),
+        ("building", cityscapes_box(0, 4, int(rng.integers(w // 4, w // 2)), kerb)),
+        ("vegetation", cityscapes_box(int(rng.integers(w // 2, w - 20)), 8, w - 1, kerb)),
+        ("sidewalk", cityscapes_box(0, kerb - 6, w - 1, kerb)),
+        ("road", cityscapes_box(0, kerb + 1, w - 1, h - 1)),
+    ]
+    for _ in range(int(rng.integers(3, 7))):
+        label = str(rng.choice(["car", "person", "rider", "bicycle", "truck"]))
+        if rng.random() < 0.15:
+            label += "group"
+        bw, bh = int(rng.integers(8, 30)), int(rng.integers(8, 24))
+        x, y = int(rng.integers(0, w - bw)), int(rng.integers(horizon // 2, h - bh))
+        objects.append((label, cityscapes_box(x, y, x + bw, y + bh)))
+    objects.append(("ego vehicle", cityscapes_box(0, h - 4, w - 1, h - 1)))
+    objects.append(("license plate", cityscapes_box(w // 2, h - 10, w // 2 + 6, h - 7)))
+    return objects
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+def write_cityscapes_annotated(
+    root: str, scenes: Dict[str, Dict[str, List]], size=CITYSCAPES_SIZE
+) -> None:
+    """cityscapes/ as in the official zips, from polygons, then prepared as a user prepares it.
+
+    `scenes`: split -> {"<city>_<seq>_<frame>": [(label name, polygon [[x, y], ...]), ...]},
+    drawn in order (later objects in front). Writes leftImg8bit/<split>/<city>/
+    X_leftImg8bit.png (random pixels) and gtFine/<split>/<city>/X_gtFine_polygons.json, with the
+    label maps of the zip rendered by cityscapesscripts' own drawing code: X_gtFine_labelIds.png
+    and X_gtFine_instanceIds.png (16 bit: label id * 1000 + k for each object of a thing class,
+    the label id for groups and stuff). Then runs cityscapesscripts' preparation:
+    createTrainIdLabelImgs (X_gtFine_labelTrainIds.png) and createPanopticImgs
+    (gtFine/cityscapes_panoptic_<split>.json and gtFine/cityscapes_panoptic_<split>/
+    X_gtFine_panoptic.png).
+    """
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.preparation import createTrainIdLabelImgs
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+    from cityscapesscripts.preparation.json2labelImg import json2labelImg
+
+    base = os.path.join(root, "cityscapes")
+    h, w = size
+    for split, items in scenes.items():
+        for i, (stem, objects) in enumerate(items.items()):
+            city = stem.split("_")[0]
+            _image(
+                os.path.join(base, "leftImg8bit", split, city, f"{stem}_leftImg8bit.png"), i, h, w
+            )
+            gt = os.path.join(base, "gtFine", split, city, f"{stem}_gtFine_")
+            os.makedirs(os.path.dirname(gt), exist_ok=True)
+            polygons = [{"label": label, "polygon": polygon} for label, polygon in objects]
+            with open(gt + "polygons.json", "w") as f:
+                json.dump({"imgHeight": h, "imgWidth": w, "objects": polygons}, f)
+            json2labelImg(gt + "polygons.json", gt + "labelIds.png", "ids")
+            annotation = Annotation()
+            annotation.fromJsonFile(gt + "polygons.json")
+            # json2instanceImg draws in 32-bit mode "I", which current Pillow cannot write as
+            # PNG; the zip's files are 16-bit.
+            instance_ids = np.array(createInstanceImage(annotation, "ids"))
+            Image.fromarray(instance_ids.astype(np.uint16)).save(gt + "instanceIds.png")
+    with contextlib.redirect_stdout(io.StringIO()), _environment(CITYSCAPES_DATASET=base):
+        createTrainIdLabelImgs.main()
+        convert2panoptic(os.path.join(base, "gtFine"), setNames=list(scenes))
+
+
+def read_cityscapes_instance_ids(root: str, split: str, image_id: str) -> np.ndarray:
+    """(H, W) int64: the zip's X_gtFine_instanceIds.png of image "<city>_<seq>_<frame>"."""
+    city = image_id.split("_")[0]
+    path = os.path.join(
+        root, "cityscapes", "gtFine", split, city, f"{image_id}_gtFine_instanceIds.png"
+    )
+    return np.array(Image.open(path)).astype(np.int64)

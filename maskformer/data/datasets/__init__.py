@@ -11,7 +11,7 @@ are registered by an explicit `register_described_datasets()` (described.py), wh
 from ..preparation import datasets_root
 from .ade20k import register_ade20k_panoptic, register_ade20k_sem_seg
 from .ade20k_full import register_ade20k_full_sem_seg
-from .cityscapes import register_cityscapes_sem_seg
+from .cityscapes import register_cityscapes_panoptic, register_cityscapes_sem_seg
 from .coco import register_coco_panoptic_with_sem_seg
 from .coco_stuff import register_coco_stuff_sem_seg
 from .custom import read_class_list, register_sem_seg_folder
@@ -28,11 +28,12 @@ from .quickstart_panoptic import register_quickstart_panoptic
 
 
 def register_all(root: str) -> None:
-    """Register the built-in semantic datasets that live under `root`."""
+    """Register the built-in semantic datasets and Cityscapes panoptic that live under `root`."""
     register_ade20k_full_sem_seg(root)
     register_coco_stuff_sem_seg(root)
     register_mapillary_vistas_sem_seg(root)
     register_cityscapes_sem_seg(root)
+    register_cityscapes_panoptic(root)
 
 
 register_ade20k_sem_seg()

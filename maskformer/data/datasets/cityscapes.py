@@ -1,12 +1,17 @@
-"""Cityscapes semantic segmentation (19 classes) through Detectron2's `cityscapes_fine_sem_seg_*`.
+"""Cityscapes through Detectron2's registrations: semantic segmentation (19 classes,
+`cityscapes_fine_sem_seg_*`) and panoptic segmentation (the same 19 classes, 8 of them things,
+`cityscapes_fine_panoptic_{train,val}`).
 
-Detectron2 registers these datasets and evaluates them with `CityscapesSemSegEvaluator`
-(`evaluator_type: cityscapes_sem_seg`). This re-registers them under a given root with a loader
-that says what is missing instead of failing deep inside Detectron2, and adds the Cityscapes
-colours to their metadata. Layout (the official zips, plus cityscapesscripts' train-id maps):
+Detectron2 registers these datasets with their metadata and evaluator types
+(`cityscapes_sem_seg`, `cityscapes_panoptic_seg`). This re-registers them under a given root with
+loaders that say what is missing and which cityscapesscripts command makes it, instead of failing
+deep inside Detectron2, and adds the Cityscapes colours to the semantic metadata. Layout (the
+official zips, plus the files cityscapesscripts makes from them):
     <root>/cityscapes/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png
     <root>/cityscapes/gtFine/{train,val,test}/<city>/*_gtFine_{labelIds,labelTrainIds,
         instanceIds}.png, *_gtFine_polygons.json
+    <root>/cityscapes/gtFine/cityscapes_panoptic_{train,val}.json and
+        cityscapes_panoptic_{train,val}/*_gtFine_panoptic.png
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
 from .custom import unregister
+from .panoptic import load_panoptic_json
 
-__all__ = ["CITYSCAPES_COLORS", "register_cityscapes_sem_seg"]
+__all__ = [
+    "CITYSCAPES_COLORS",
+    "load_cityscapes_panoptic",
+    "register_cityscapes_panoptic",
+    "register_cityscapes_sem_seg",
+]
 
 # RGB colours of the 19 evaluated classes, in train-id order (road ... bicycle), as in
 # cityscapesscripts' label table.
@@ -69,4 +80,87 @@ def register_cityscapes_sem_seg(root: str) -> None:
         DatasetCatalog.register(
             name, lambda n=name, i=image_dir, g=gt_dir: _load(n, i, g, how_to_prepare)
         )
+        MetadataCatalog.get(name).set(**meta)
+
+
+def load_cityscapes_panoptic(
+    image_dir: str, gt_dir: str, panoptic_root: str, panoptic_json: str, metadata: Dict
+) -> List[Dict]:
+    """Dataset dicts of a split converted by cityscapesscripts' createPanopticImgs.
+
+    The dicts of Detectron2's `load_cityscapes_panoptic` (segments_info with contiguous ids,
+    which are the train ids), plus "height", "width" and "isthing"; each image's files are named
+    by its image id ("<city>_<sequence>_<frame>") rather than found by editing the image path,
+    which goes wrong under a root whose path has a "." or "leftImg8bit" in it.
+
+    Args:
+        image_dir: leftImg8bit/<split>; gt_dir: gtFine/<split> (the train-id maps).
+        panoptic_root, panoptic_json: gtFine/cityscapes_panoptic_<split>{/,.json}.
+        metadata: with "thing_dataset_id_to_contiguous_id", "stuff_dataset_id_to_contiguous_id".
+    """
+    dicts = load_panoptic_json(panoptic_json, image_dir, panoptic_root, metadata)
+    for d in dicts:
+        image_id = d["image_id"]
+        city = image_id.split("_")[0]
+        # The JSON's image file names are the label names with "_gtFine" left in.
+        d["file_name"] = os.path.join(image_dir, city, f"{image_id}_leftImg8bit.png")
+        d["sem_seg_file_name"] = os.path.join(gt_dir, city, f"{image_id}_gtFine_labelTrainIds.png")
+    return dicts
+
+
+def _load_panoptic(name: str, meta: Dict, how_to_prepare: str) -> List[Dict]:
+    image_dir, json_file = meta["image_root"], meta["panoptic_json"]
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError(
+            f"Dataset '{name}': image directory {image_dir} does not exist. {how_to_prepare}"
+        )
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(
+            f"Dataset '{name}': panoptic JSON {json_file} does not exist; make it with "
+            f"cityscapesscripts' createPanopticImgs. {how_to_prepare}"
+        )
+    dicts = load_cityscapes_panoptic(
+        image_dir, meta["gt_dir"], meta["panoptic_root"], json_file, meta
+    )
+    for key, what in (
+        ("file_name", "image(s)"),
+        ("pan_seg_file_name", "panoptic PNG(s), made by createPanopticImgs"),
+        ("sem_seg_file_name", "train-id map(s), made by createTrainIdLabelImgs"),
+    ):
+        missing = [d[key] for d in dicts if not os.path.isfile(d[key])]
+        if missing:
+            raise FileNotFoundError(
+                f"Dataset '{name}': {len(missing)} of the {len(dicts)} {what} listed by "
+                f"{json_file} do not exist, e.g. {missing[0]}. {how_to_prepare}"
+            )
+    return dicts
+
+
+def register_cityscapes_panoptic(root: str) -> None:
+    """Point `cityscapes_fine_panoptic_{train,val}` at `root` (normally $DETECTRON2_DATASETS).
+
+    Keeps the metadata Detectron2 gives these datasets (the 19 classes as things and stuff by
+    contiguous id, the category-id maps, `label_divisor`, evaluator type), with the paths under
+    `root`.
+    """
+    base = os.path.join(root, "cityscapes")
+    how_to_prepare = (
+        f"Expected Cityscapes in {base}: leftImg8bit/ and gtFine/ from "
+        "leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, then "
+        f"`CITYSCAPES_DATASET={base} csCreateTrainIdLabelImgs` and "
+        f"`CITYSCAPES_DATASET={base} csCreatePanopticImgs --set-names train val` "
+        "(cityscapesscripts; datasets/README.md)."
+    )
+    for split in ("train", "val"):
+        name = f"cityscapes_fine_panoptic_{split}"
+        meta = MetadataCatalog.get(name).as_dict()
+        meta.pop("name")
+        meta.update(
+            image_root=os.path.join(base, "leftImg8bit", split),
+            gt_dir=os.path.join(base, "gtFine", split),
+            panoptic_root=os.path.join(base, "gtFine", f"cityscapes_panoptic_{split}"),
+            panoptic_json=os.path.join(base, "gtFine", f"cityscapes_panoptic_{split}.json"),
+        )
+        unregister(name)
+        DatasetCatalog.register(name, lambda n=name, m=meta: _load_panoptic(n, m, how_to_prepare))
         MetadataCatalog.get(name).set(**meta)
