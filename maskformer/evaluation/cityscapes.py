@@ -2,10 +2,10 @@
 
 The evaluations themselves are cityscapesscripts' `evalPixelLevelSemanticLabeling` and
 `evalInstanceLevelSemanticLabeling`, which call `np.in1d`; NumPy 2.4 removed it (`np.isin`
-replaces it). Their modules get a NumPy stand-in that adds `in1d` back; nothing outside those
-modules sees it. The instance evaluation also dumps its matches to `matches.json` in the working
-directory, a debugging aid that nothing reads and that fails on NumPy integers: while our
-evaluator runs, that one file is not written.
+replaces it). While our evaluators run, those modules see a NumPy stand-in that adds `in1d`
+back; nothing else sees it, and nothing stays changed afterwards. The instance evaluation also
+dumps its matches to `matches.json` in the working directory, a debugging aid that nothing reads
+and that fails on NumPy integers: while our evaluator runs, that one file is not written.
 """
 
 from __future__ import annotations
@@ -32,22 +32,30 @@ class _NumpyWithIn1d:
         return np.isin(np.ravel(ar1), ar2, assume_unique=assume_unique, invert=invert)
 
 
-def _add_in1d(module) -> None:
-    if not hasattr(module.np, "in1d"):
+@contextlib.contextmanager
+def _on_current_numpy(module) -> Iterator[None]:
+    """Within the block, the cityscapesscripts `module` sees a NumPy with `in1d`."""
+    original = module.np
+    if not hasattr(original, "in1d"):
         module.np = _NumpyWithIn1d()
+    try:
+        yield
+    finally:
+        module.np = original
 
 
-def _patch_cityscapes_scripts() -> None:
+@contextlib.contextmanager
+def _pixel_evaluation() -> Iterator[None]:
     import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cityscapes_eval
 
-    _add_in1d(cityscapes_eval)
+    with _on_current_numpy(cityscapes_eval):
+        yield
 
 
 @contextlib.contextmanager
 def _instance_evaluation_without_matches_file() -> Iterator[None]:
     import cityscapesscripts.evaluation.evalInstanceLevelSemanticLabeling as cityscapes_eval
 
-    _add_in1d(cityscapes_eval)
     write = cityscapes_eval.writeDict2JSON
 
     def write_except_matches(data, path):
@@ -56,15 +64,16 @@ def _instance_evaluation_without_matches_file() -> Iterator[None]:
 
     cityscapes_eval.writeDict2JSON = write_except_matches
     try:
-        yield
+        with _on_current_numpy(cityscapes_eval):
+            yield
     finally:
         cityscapes_eval.writeDict2JSON = write
 
 
 class CityscapesSemSegEvaluator(_D2CityscapesSemSegEvaluator):
     def evaluate(self):
-        _patch_cityscapes_scripts()
-        return super().evaluate()
+        with _pixel_evaluation():
+            return super().evaluate()
 
 
 class CityscapesInstanceEvaluator(_D2CityscapesInstanceEvaluator):

@@ -18,8 +18,8 @@ from PIL import Image
 from maskformer.data.datasets import register_all
 from maskformer.evaluation import EvaluationOptions, PanopticEvaluator, build_evaluator
 from maskformer.evaluation.cityscapes import CityscapesInstanceEvaluator
-from maskformer.evaluation.panoptic_evaluation import bounded_pq_workers
 from tests.datasets import miniatures as mini
+from tools.benchmarks.reference_pq import panopticapi_pq
 
 pytest.importorskip("cityscapesscripts")
 from cityscapesscripts.helpers.labels import id2label, labels  # noqa: E402
@@ -114,10 +114,7 @@ def _perturbed_panoptic(rng, instance_ids):
 
 
 def _panopticapi(meta, pred_json, pred_dir):
-    from panopticapi.evaluation import pq_compute
-
-    with bounded_pq_workers(1), contextlib.redirect_stdout(io.StringIO()):
-        return pq_compute(meta.panoptic_json, pred_json, meta.panoptic_root, pred_dir)
+    return panopticapi_pq(meta.panoptic_json, pred_json, meta.panoptic_root, pred_dir)
 
 
 def test_pq_equals_panopticapi_overall_and_per_class(random_root, tmp_path):
