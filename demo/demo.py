@@ -136,7 +136,9 @@ def setup_cfg(args) -> Tuple[object, str]:
     import torch
 
     from maskformer import get_maskformer_cfg
+    from maskformer.data.datasets import register_described_datasets
 
+    register_described_datasets()  # yours, so that DATASETS.TEST can name them
     opts = list(args.opts)
     if args.config_file is None:
         if not _has_key(opts, "MODEL.WEIGHTS"):

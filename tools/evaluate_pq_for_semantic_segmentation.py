@@ -98,7 +98,9 @@ def main(argv=None) -> int:
     from detectron2.data import DatasetCatalog
     from tabulate import tabulate
 
-    import maskformer  # noqa: F401  (registers the datasets)
+    from maskformer.data.datasets import register_described_datasets
+
+    register_described_datasets()  # the built-in ones are registered on import; yours here
     from maskformer.utils import write_text_atomically
 
     if args.dataset_name not in DatasetCatalog.list():

@@ -20,8 +20,9 @@ with input sizes derived from the training images (--out: written there, its _BA
 to it; else printed).
 
 The description is written to $MASKFORMER_DATASETS_DIR (default ~/.config/maskformer/datasets)
-as <name>.json; every later `import maskformer` registers it. Registering a name again updates
-it. Then check the data: python tools/check_dataset.py <name>
+as <name>.json; train_net.py, the demo and the tools register it by that name
+(`maskformer.data.datasets.register_described_datasets()` in your own code). Registering a
+name again updates it. Then check the data: python tools/check_dataset.py <name>
 """
 
 from __future__ import annotations

@@ -54,6 +54,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
     import numpy as np
     import torch
     from detectron2.data import DatasetCatalog
+
+    from maskformer.data.datasets import register_described_datasets
+
+    register_described_datasets()
     from detectron2.data import transforms as T
     from detectron2.modeling import build_model
 
