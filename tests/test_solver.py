@@ -74,3 +74,34 @@ def test_full_model_clipping_clips_the_global_norm():
     cfg = tiny_cfg()
     assert cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE == "full_model"
     assert "FullModelClipping" in type(build_optimizer(cfg, torch.nn.Linear(2, 2))).__name__
+
+
+@pytest.mark.parametrize(
+    "config, warmup_iters, warmup_factor",
+    [
+        ("ade20k/maskformer_R50.yaml", 0, 1.0),
+        ("quickstart/maskformer_R18_quickstart.yaml", 50, 0.01),
+    ],
+)
+def test_trainer_schedule_is_the_official_poly_with_linear_warmup(
+    config, warmup_iters, warmup_factor
+):
+    from maskformer.engine import Trainer
+
+    cfg = tiny_cfg(config_file=config)
+    assert (cfg.SOLVER.WARMUP_ITERS, cfg.SOLVER.WARMUP_FACTOR) == (warmup_iters, warmup_factor)
+    base, max_iter = cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER
+
+    def official(it):  # base * warmup(it) * (1 - it / max_iter) ** 0.9, linear warm-up
+        alpha = it / warmup_iters if it < warmup_iters else 1.0
+        return base * (warmup_factor * (1 - alpha) + alpha) * (1 - it / max_iter) ** 0.9
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    scheduler = Trainer.build_lr_scheduler(cfg, optimizer)
+    for it in range(3):  # stepping walks the schedule
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(official(it), rel=1e-12)
+        optimizer.step()
+        scheduler.step()
+    for it in sorted({25, 49, 50, 51, max_iter // 2, max_iter - 1}):
+        scheduler.last_epoch = it  # a function of the iteration alone
+        assert scheduler.get_lr()[0] == pytest.approx(official(it), rel=1e-12), it
