@@ -5,8 +5,6 @@ import os
 import re
 import shlex
 
-import pytest
-
 import train_net
 from maskformer import get_maskformer_cfg
 from maskformer.data.datasets.quickstart import QUICKSTART_CLASSES, write_shapes_split
@@ -108,13 +106,6 @@ def test_walkthrough_as_written(tmp_path, monkeypatch):
     assert results["demo/demo.py --config-file"] == 0
     overlays = sorted(os.listdir(work / "output" / "shapes" / "demo"))
     assert overlays == sorted(os.listdir(qs / "images" / "validation"))
-
-
-@pytest.mark.parametrize("name", ["README.md", "GETTING_STARTED.md"])
-def test_docs_link_each_other(name):
-    with open(os.path.join(REPO_ROOT, name)) as f:
-        text = f.read()
-    assert ("GETTING_STARTED.md" if name == "README.md" else "INSTALL.md") in text
 
 
 def test_quickstart_time_and_miou_are_stated_once():

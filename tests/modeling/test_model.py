@@ -56,9 +56,14 @@ def test_eval_on_odd_sized_images_returns_input_size():
 def test_eval_resizes_to_requested_output_size():
     model = _model()
     model.eval()
+    image = torch.rand(3, 96, 128) * 255
     with torch.no_grad():
-        out = model([{"image": torch.rand(3, 96, 128) * 255, "height": 48, "width": 64}])
-    assert out[0]["sem_seg"].shape == (5, 48, 64)
+        out = model([{"image": image, "height": 48, "width": 64}])[0]["sem_seg"]
+        full = model([{"image": image}])[0]["sem_seg"]
+    assert out.shape == (5, 48, 64) and full.shape == (5, 96, 128)
+    # As the official model: the scores at the image size, resized bilinearly.
+    want = torch.nn.functional.interpolate(full[None], (48, 64), mode="bilinear")[0]
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
 
 
 def test_postprocessing_before_inference_gives_close_scores():
