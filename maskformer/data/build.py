@@ -69,9 +69,11 @@ class ResumableBatchSampler(Sampler):
     """Infinite batches of `(index, sample_seed)` for one process, resumable by batch count.
 
     The global stream is the concatenation of seeded random permutations of the dataset (or
-    0, 1, 2, ... without shuffling). It is cut into chunks of `batch_size`; chunk k goes to rank
-    `k % world_size`. With `group_by_aspect`, a rank's samples are batched with others of the same
-    orientation (portrait or landscape, from the dataset dicts), like Detectron2's grouping.
+    0, 1, 2, ... without shuffling). It is cut into global batches of `batch_size` x `world_size`
+    samples, and rank r takes the r-th `batch_size` of each. With `portrait` (one orientation per
+    dataset dict), each global batch holds samples of one orientation, the first that fill a
+    global batch in stream order, as Detectron2's grouping does within one process. Either way the
+    samples of step t, over all ranks, do not depend on the number of processes.
     """
 
     def __init__(
@@ -104,25 +106,27 @@ class ResumableBatchSampler(Sampler):
             else:
                 yield from range(self.size)
 
-    def _rank_stream(self) -> Iterator[Tuple[int, int]]:
-        """(position, index) of this rank's samples, in stream order."""
-        chunk = self.batch_size
-        for position, index in enumerate(self._global_stream()):
-            if (position // chunk) % self.world_size == self.rank:
-                yield position, index
-
-    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
+    def _global_batches(self) -> Iterator[List[Tuple[int, int]]]:
+        """(position, index) of the samples of each global batch, of all ranks."""
+        size = self.batch_size * self.world_size
+        stream = enumerate(self._global_stream())
         if self.portrait is None:
-            stream = self._rank_stream()
             while True:
-                yield list(itertools.islice(stream, self.batch_size))
+                yield list(itertools.islice(stream, size))
+        # Grouped over the global stream, not per rank: per-rank grouping would make the
+        # samples of a step depend on how the stream is split between the ranks.
         buckets: Dict[bool, List[Tuple[int, int]]] = {True: [], False: []}
-        for position, index in self._rank_stream():
+        for position, index in stream:
             bucket = buckets[self.portrait[index]]
             bucket.append((position, index))
-            if len(bucket) == self.batch_size:
+            if len(bucket) == size:
                 yield bucket[:]
                 bucket.clear()
+
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
+        first = self.rank * self.batch_size
+        for batch in self._global_batches():
+            yield batch[first : first + self.batch_size]
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         batches = self._batches()

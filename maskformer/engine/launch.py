@@ -110,6 +110,29 @@ def check_config(cfg, eval_only: bool) -> None:
             amp_precision(cfg.SOLVER.AMP.PRECISION, device_type)
 
 
+def _norm_keys(node, prefix: str = ""):
+    """(key, value) of every config key named NORM, as "MODEL.RESNETS.NORM"."""
+    for name, value in node.items():
+        if isinstance(value, dict):
+            yield from _norm_keys(value, f"{prefix}{name}.")
+        elif name == "NORM":
+            yield prefix + name, value
+
+
+def _check_sync_norms(cfg, world_size: int) -> None:
+    """Refuse "SyncBN" in training with several CPU processes: it is PyTorch's SyncBatchNorm,
+    which DDP refuses on the CPU, and only after the workers have started."""
+    if world_size <= 1 or torch.device(cfg.MODEL.DEVICE).type != "cpu":
+        return
+    for key, value in _norm_keys(cfg):
+        if value == "SyncBN":
+            raise ConfigValueError(
+                f"{key} is SyncBN (torch.nn.SyncBatchNorm), which runs on CUDA only, and this "
+                f"run trains in {world_size} CPU processes: use naiveSyncBN (Detectron2's "
+                "NaiveSyncBatchNorm, synchronised over gloo) or one process"
+            )
+
+
 def check_datasets(cfg, eval_only: bool) -> None:
     """Refuse datasets that are not registered, or whose files are not where they should be.
 
@@ -220,6 +243,8 @@ def prepare(args, *, build: bool = True) -> Tuple[object, Optional[nn.Module]]:
         register_described_datasets()
         cfg = build_config(args)
         check_config(cfg, args.eval_only)
+        if not args.eval_only:
+            _check_sync_norms(cfg, args.num_gpus * args.num_machines)
         check_datasets(cfg, args.eval_only)
         if args.eval_only and build:
             return cfg, load_for_evaluation(cfg, args.resume)
