@@ -13,7 +13,7 @@ from maskformer import get_maskformer_cfg
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
-DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
+FIXTURES_DIR = os.path.join(REPO_ROOT, "tests", "fixtures")
 
 
 def tiny_cfg(*opts, config_file: Optional[str] = None):

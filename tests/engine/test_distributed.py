@@ -38,9 +38,9 @@ from maskformer.data.io import panoptic_ids_to_rgb
 from maskformer.engine import build_config, load_for_evaluation
 from maskformer.modeling.criterion import SetCriterion, num_masks_across_processes
 from tests.common import REPO_ROOT, randomize_
-from tests.test_train_net import QUICKSTART, TINY
-from tests.test_train_net_panoptic import PANOPTIC
-from tests.test_train_net_panoptic import TINY as PANOPTIC_TINY
+from tests.engine.test_train_net import QUICKSTART, TINY
+from tests.engine.test_train_net_panoptic import PANOPTIC
+from tests.engine.test_train_net_panoptic import TINY as PANOPTIC_TINY
 
 STEPS = 4
 # Global batch 4: 2 images per process. No test set: nothing is evaluated after training.

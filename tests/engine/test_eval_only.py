@@ -6,7 +6,7 @@ import pytest
 from detectron2.layers import FrozenBatchNorm2d
 
 import train_net
-from tests.test_train_net_refusals import _argv, _checkpoint
+from tests.engine.test_train_net_refusals import _argv, _checkpoint
 
 
 def test_frozen_bn_pixel_decoder_is_evaluated_folded(tmp_path, monkeypatch):

@@ -15,9 +15,9 @@ import train_net
 from maskformer.config import ConfigValueError, get_maskformer_cfg
 from maskformer.predictor import MaskFormerPredictor
 from tests.common import CONFIG_DIR
-from tests.test_demo import SEMANTIC_CONFIG, SEMANTIC_OPTS, _rgb
-from tests.test_train_net import QUICKSTART, TINY
-from tests.test_train_net_refusals import _argv, _checkpoint, _refused
+from tests.deploy.test_demo import SEMANTIC_CONFIG, SEMANTIC_OPTS, _rgb
+from tests.engine.test_train_net import QUICKSTART, TINY
+from tests.engine.test_train_net_refusals import _argv, _checkpoint, _refused
 
 
 def test_training_from_a_weights_file_that_does_not_exist(tmp_path, capsys):

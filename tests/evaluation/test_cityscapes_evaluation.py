@@ -18,7 +18,7 @@ from PIL import Image
 from maskformer.data.datasets import register_all
 from maskformer.evaluation import EvaluationOptions, PanopticEvaluator, build_evaluator
 from maskformer.evaluation.cityscapes import CityscapesInstanceEvaluator
-from tests.datasets import miniatures as mini
+from tests.fixtures import miniatures as mini
 from tools.benchmarks.reference_pq import panopticapi_pq
 
 pytest.importorskip("cityscapesscripts")

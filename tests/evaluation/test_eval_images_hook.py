@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import IMAGES, Event
 
 from maskformer.data.io import read_image
 from maskformer.evaluation.reports import overlay_panels
-from tests.test_train_net import _trainer
+from tests.engine.test_train_net import _trainer
 
 
 def test_overlay_panels_by_hand():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from detectron2.modeling import build_model
 
 from maskformer import get_maskformer_cfg
-from tests.common import CONFIG_DIR, DATA_DIR, tiny_cfg
+from tests.common import CONFIG_DIR, FIXTURES_DIR, tiny_cfg
 
 BASELINE = "ade20k/per_pixel_baseline_R50.yaml"
 BASELINE_PLUS = "ade20k/per_pixel_baseline_plus_R50.yaml"
@@ -92,7 +92,7 @@ def test_baseline_plus_needs_one_query_per_class():
 def _reference_keys():
     """key -> shape of the official MaskFormer R50 ADE20K checkpoint."""
     keys = {}
-    with open(os.path.join(DATA_DIR, "keys_ade20k_R50.txt")) as f:
+    with open(os.path.join(FIXTURES_DIR, "keys_ade20k_R50.txt")) as f:
         for line in f:
             if not line.startswith("#"):
                 key, shape, _ = line.rstrip("\n").split("\t")

@@ -13,7 +13,7 @@ from detectron2.modeling import build_model
 import train_net
 from maskformer import get_maskformer_cfg
 from tests.common import CONFIG_DIR, REPO_ROOT, cfg_opts
-from tests.test_train_net import QUICKSTART, TINY
+from tests.engine.test_train_net import QUICKSTART, TINY
 
 
 def _checkpoint(path, **overrides):

@@ -18,7 +18,7 @@ from maskformer.data.datasets.quickstart_panoptic import (
     write_panoptic_split,
 )
 from tests.common import REPO_ROOT
-from tests.panoptic_common import child_pids
+from tests.fixtures.panoptic import child_pids
 
 PANOPTIC = "coco-panoptic/maskformer_panoptic_R50.yaml"
 INSTANCE = "coco-instance/maskformer_instance_R50.yaml"

@@ -12,7 +12,7 @@ from maskformer.data.datasets import register_sem_seg_folder
 from maskformer.data.datasets.custom import unregister
 from maskformer.data.datasets.quickstart import QUICKSTART_CLASSES, write_shapes_split
 from tests.common import REPO_ROOT
-from tests.test_train_net import TINY
+from tests.engine.test_train_net import TINY
 
 DATASET = "tta_test_sem_seg_val"
 CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart", "maskformer_R18_quickstart.yaml")

@@ -10,7 +10,7 @@ import pytest
 import train_net
 from maskformer.data.datasets import register_all
 from tests.common import REPO_ROOT
-from tests.datasets import miniatures as mini
+from tests.fixtures import miniatures as mini
 
 pytest.importorskip("cityscapesscripts")
 

@@ -12,7 +12,7 @@ from maskformer import get_maskformer_cfg
 from maskformer.data import build_test_loader
 from maskformer.data.test_loader import SameSizeBatches
 from tests.common import CONFIG_DIR, randomize_
-from tests.test_train_net import QUICKSTART, TINY
+from tests.engine.test_train_net import QUICKSTART, TINY
 
 
 def _item(h, w, i):

@@ -4,8 +4,8 @@ sizes: the smaller one alone and batched with the larger one."""
 from detectron2.data import DatasetCatalog
 from PIL import Image
 
-from tests.benchmarks.conftest import block_image
 from tests.scripts import load_script
+from tests.tools.benchmarks.conftest import block_image
 
 
 def test_share_of_pixels_labelled_alike_alone_and_batched(tiny_config, varied_weights, tmp_path):

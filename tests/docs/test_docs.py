@@ -47,3 +47,15 @@ def test_relative_links_resolve(name):
         elif anchor and (not full.endswith(".md") or anchor not in _anchors(full)):
             broken.append(f"{target} (no heading #{anchor} in {resolved})")
     assert broken == []
+
+
+PATH_IN_CODE = re.compile(
+    r"`((?:tests|tools|configs|maskformer|datasets|demo)/[\w./-]+\.(?:py|yaml|sh))"
+)
+
+
+@pytest.mark.parametrize("name", _markdown_files())
+def test_files_named_in_the_docs_exist(name):
+    with open(os.path.join(REPO_ROOT, name), encoding="utf-8") as f:
+        named = set(PATH_IN_CODE.findall(f.read()))
+    assert [p for p in sorted(named) if not os.path.exists(os.path.join(REPO_ROOT, p))] == []

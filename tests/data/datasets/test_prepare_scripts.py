@@ -10,7 +10,7 @@ from PIL import Image
 
 from maskformer.data.datasets.ade20k_full_categories import ADE20K_FULL_ID_TO_CONTIGUOUS
 from maskformer.data.io import read_label_map
-from tests.datasets import miniatures as mini
+from tests.fixtures import miniatures as mini
 from tests.scripts import load_script
 
 ADE_FULL = "datasets/prepare_ade20k_full_sem_seg.py"

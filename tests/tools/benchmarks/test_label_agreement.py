@@ -4,8 +4,8 @@ predictor runs them, with trained (here: hand-varied) weights."""
 import pytest
 from PIL import Image
 
-from tests.benchmarks.conftest import block_image
 from tests.scripts import load_script
+from tests.tools.benchmarks.conftest import block_image
 
 
 def _images(tmp_path):

@@ -17,8 +17,8 @@ from maskformer.data.datasets.coco import coco_panoptic_metadata
 from maskformer.data.datasets.quickstart_panoptic import write_panoptic_split
 from maskformer.data.io import panoptic_ids_to_rgb, rgb_to_panoptic_ids
 from tests.common import tiny_cfg
-from tests.panoptic_common import CATEGORIES, coordinate_image, scene
-from tests.panoptic_common import write_coco_panoptic as write_coco
+from tests.fixtures.panoptic import CATEGORIES, coordinate_image, scene
+from tests.fixtures.panoptic import write_coco_panoptic as write_coco
 from tests.scripts import load_script
 
 coco_script = load_script("datasets/prepare_coco_semantic_annos_from_panoptic_annos.py")

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from maskformer.data.check import check_dataset
-from tests.datasets.test_custom_datasets import (  # noqa: F401  (fixture)
+from tests.data.datasets.test_custom_datasets import (  # noqa: F401  (fixture)
     _image,
     _label,
     _register_semantic,

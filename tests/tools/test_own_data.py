@@ -15,9 +15,9 @@ from PIL import Image
 
 from maskformer import get_maskformer_cfg
 from tests.common import CONFIG_DIR, sample
-from tests.datasets.test_custom_datasets import register_tool
+from tests.data.datasets.test_custom_datasets import register_tool
+from tests.engine.test_train_net import _trainer
 from tests.scripts import run_script
-from tests.test_train_net import _trainer
 
 PER_PIXEL_TINY = [
     "MODEL.DEVICE", "cpu",

@@ -13,7 +13,7 @@ from PIL import Image
 from maskformer.data import DETRPanopticDatasetMapper, MaskFormerPanopticDatasetMapper
 from maskformer.data.datasets import load_panoptic_json, register_panoptic
 from tests.common import tiny_cfg
-from tests.panoptic_common import (
+from tests.fixtures.panoptic import (
     METADATA,
     coordinate_image,
     scene,

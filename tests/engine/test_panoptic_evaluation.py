@@ -17,8 +17,8 @@ from maskformer.data.datasets.quickstart_panoptic import (
 from maskformer.data.io import read_label_map, rgb_to_panoptic_ids
 from maskformer.evaluation import panoptic
 from maskformer.modeling.meta_arch import thing_ids_of
-from tests.panoptic_common import child_pids
-from tests.test_train_net_panoptic import TINY, args
+from tests.engine.test_train_net_panoptic import TINY, args
+from tests.fixtures.panoptic import child_pids
 
 BIG = 20.0
 

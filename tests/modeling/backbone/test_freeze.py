@@ -10,8 +10,8 @@ from detectron2.modeling import build_model
 from maskformer.modeling.backbone import freeze_
 from maskformer.modeling.backbone.freeze import is_frozen
 from maskformer.solver import build_optimizer
-from tests.backbone.test_timm_backbone import timm_cfg
 from tests.common import TINY_SWIN_OPTS, sample, tiny_cfg
+from tests.modeling.backbone.test_timm_backbone import timm_cfg
 
 CASES = {
     "detectron2-resnet-bn": lambda *o: tiny_cfg(*o),

@@ -21,7 +21,7 @@ from maskformer.data.datasets.mapillary_vistas_categories import MAPILLARY_VISTA
 from maskformer.data.io import load_sem_seg_label
 from maskformer.evaluation import EvaluationOptions, build_evaluator
 from tests.common import tiny_cfg
-from tests.datasets import miniatures as mini
+from tests.fixtures import miniatures as mini
 from tests.scripts import load_script
 
 DEFAULT_ROOT = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))

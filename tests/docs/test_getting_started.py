@@ -10,8 +10,8 @@ from maskformer import get_maskformer_cfg
 from maskformer.data.datasets.quickstart import QUICKSTART_CLASSES, write_shapes_split
 from maskformer.data.datasets.quickstart_panoptic import write_panoptic_split
 from tests.common import REPO_ROOT
+from tests.engine.test_train_net import TINY
 from tests.scripts import load_script
-from tests.test_train_net import TINY
 
 DOC = os.path.join(REPO_ROOT, "GETTING_STARTED.md")
 demo = load_script("demo/demo.py")

@@ -7,13 +7,13 @@ import torch
 from detectron2.modeling import build_model
 
 from maskformer import get_maskformer_cfg
-from tests.common import CONFIG_DIR, DATA_DIR
+from tests.common import CONFIG_DIR, FIXTURES_DIR
 
 
 def _reference(name):
     """key -> (shape, dtype) from a reference listing, and the header's parameter count."""
     ref, params = {}, None
-    with open(os.path.join(DATA_DIR, name)) as f:
+    with open(os.path.join(FIXTURES_DIR, name)) as f:
         for line in f:
             if line.startswith("# configs/"):
                 params = int(line.split("params=")[1].split()[0])

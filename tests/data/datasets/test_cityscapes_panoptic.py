@@ -16,7 +16,7 @@ from maskformer.data.datasets import register_all
 from maskformer.data.datasets.cityscapes import register_cityscapes_panoptic
 from maskformer.modeling.meta_arch import thing_ids_of
 from tests.common import tiny_cfg
-from tests.datasets import miniatures as mini
+from tests.fixtures import miniatures as mini
 
 pytest.importorskip("cityscapesscripts")
 from cityscapesscripts.helpers.labels import id2label  # noqa: E402

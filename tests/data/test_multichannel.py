@@ -19,8 +19,8 @@ from maskformer.data.dataset_mapper import InferenceDatasetMapper, MaskFormerSem
 from maskformer.data.io import display_rgb, read_image, read_multichannel_image
 from maskformer.modeling.backbone.timm_backbone import parse_timm_kwargs
 from maskformer.predictor import MaskFormerPredictor
-from tests.backbone.test_timm_backbone import KINDS, timm_cfg
 from tests.common import REPO_ROOT, TINY_SWIN_OPTS, sample, tiny_cfg
+from tests.modeling.backbone.test_timm_backbone import KINDS, timm_cfg
 from tests.scripts import load_script
 
 # Five channels: colour, near-infrared, depth.
