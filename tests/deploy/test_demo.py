@@ -287,6 +287,7 @@ def test_video_and_webcam_errors(models, tmp_path, capsys):
     assert status == 2 and "cannot open camera 99" in stderr
 
 
+@pytest.mark.slow
 def test_large_photograph_in_bounded_memory(models, tmp_path):
     """8000 x 6000: the script's real exit status, its output size, and its peak memory (the
     full-size Visualizer alone would need ~7 GB, the model's full-size score maps ~1.2 GB)."""

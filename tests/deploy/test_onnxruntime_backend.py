@@ -118,6 +118,7 @@ def test_demo_runs_the_onnx_file(exported, tmp_path, capsys):
         assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.slow
 def test_dynamic_swin_export_runs_at_sizes_whose_windows_need_padding(tmp_path):
     # Swin pads its token grid up to whole windows (64 x 72 tokens -> 70 x 77). Rounding up with
     # -(-h // k) became an ONNX truncating division that rounded down, and the file failed at

@@ -5,6 +5,8 @@ import os
 import re
 import shlex
 
+import pytest
+
 import train_net
 from maskformer import get_maskformer_cfg
 from maskformer.data.datasets.quickstart import QUICKSTART_CLASSES, write_shapes_split
@@ -69,6 +71,7 @@ def _run(argv, qs, pan):
     return tool.main(args)
 
 
+@pytest.mark.slow
 def test_walkthrough_as_written(tmp_path, monkeypatch):
     # The quickstart layout, a few small images; commands run from a fresh working directory
     # (classes.txt, my_shapes.yaml, output/ are relative to it).

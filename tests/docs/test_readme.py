@@ -7,6 +7,7 @@ import pickle
 import re
 
 import numpy as np
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -22,6 +23,7 @@ def _readme_snippet():
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_lines_for_your_own_code(tmp_path):
     cfg = get_maskformer_cfg(QUICKSTART, ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)

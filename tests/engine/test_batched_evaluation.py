@@ -64,6 +64,7 @@ def test_a_same_size_batch_gives_each_image_its_own_output():
             assert torch.equal(out["sem_seg"].argmax(0), alone.argmax(0))
 
 
+@pytest.mark.slow
 def test_eval_only_metrics_do_not_depend_on_the_batch_size(tmp_path):
     cfg = _cfg()
     torch.manual_seed(0)

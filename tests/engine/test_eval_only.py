@@ -9,6 +9,7 @@ import train_net
 from tests.engine.test_train_net_refusals import _argv, _checkpoint
 
 
+@pytest.mark.slow
 def test_frozen_bn_pixel_decoder_is_evaluated_folded(tmp_path, monkeypatch):
     frozen = ["MODEL.SEM_SEG_HEAD.NORM", "FrozenBN", "MODEL.RESNETS.NORM", "FrozenBN"]
     weights = _checkpoint(tmp_path / "w.pth", **dict(zip(frozen[::2], frozen[1::2])))

@@ -66,6 +66,7 @@ def _trainer(output_dir, *extra, resume=False):
     return trainer, recorder
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_then_eval_only(tmp_path):
     trainer, recorder = _trainer(tmp_path, "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "4")
     trainer.train()
@@ -86,6 +87,7 @@ def test_train_then_evaluate_then_eval_only(tmp_path):
     assert again["sem_seg"]["mIoU"] == pytest.approx(miou, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_short_amp_run_stays_finite(tmp_path, precision):
     extra = ["SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", precision]
@@ -99,6 +101,7 @@ def test_short_amp_run_stays_finite(tmp_path, precision):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tmp_path):
     extra = ["SOLVER.MAX_ITER", "24", "SOLVER.CHECKPOINT_PERIOD", "4", "TEST.EVAL_PERIOD", "0"]
     killed = tmp_path / "killed"

@@ -123,6 +123,7 @@ def test_training_on_a_dataset_that_is_not_on_disk_writes_nothing(tmp_path, caps
     assert "ade20k_sem_seg_train" in line and "does not exist" in line and env_root in line
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_another_class_count_lists_the_reinitialised_tensors(tmp_path):
     weights = _checkpoint(tmp_path / "seven.pth", **{"MODEL.SEM_SEG_HEAD.NUM_CLASSES": 7})
     args = train_net.default_argument_parser().parse_args(

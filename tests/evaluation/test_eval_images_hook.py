@@ -6,6 +6,7 @@ import io
 import os
 
 import numpy as np
+import pytest
 from detectron2.data import DatasetCatalog
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
@@ -30,6 +31,7 @@ def test_overlay_panels_by_hand():
     np.testing.assert_array_equal(panels[0, 4], [150, 50, 100])
 
 
+@pytest.mark.slow
 def test_each_evaluation_writes_overlays_to_tensorboard(tmp_path):
     extra = ["SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "2", "TEST.EVAL_TENSORBOARD_IMAGES", "2"]
     trainer, _ = _trainer(tmp_path, *extra)

@@ -80,6 +80,7 @@ def test_precision_from_config_and_its_errors():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_network_equals_the_plain_model():
     plain = _plain_model(*PANOPTIC)

@@ -189,6 +189,7 @@ def test_dataset_names_on_the_command_line():
     assert cfg.DATASETS.TEST == ("x_val",)
 
 
+@pytest.mark.slow
 def test_final_checkpoint_is_written_once(tmp_path):
     trainer, _ = _trainer(
         tmp_path, "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "0"

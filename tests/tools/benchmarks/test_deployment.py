@@ -10,6 +10,7 @@ def _tool():
     return load_script("tools/benchmarks/deployment.py")
 
 
+@pytest.mark.slow
 def test_paths_are_timed_with_their_agreement_with_the_plain_model(tiny_config, capsys):
     paths = ("plain", "optimized", "bf16", "labels")
     res = _tool().main(
