@@ -25,8 +25,11 @@ Memory. Rows of the averaged scores are final once every window covering them ha
 are produced one window-row at a time (`averaged_rows`) from a (K, h, W) strip of sums. With
 `semantic_output="labels"` ("sem_seg_labels" (Ho, Wo) int64) the rows are reduced to labels as
 they come (`resized_labels`) and no (K, H, W) tensor exists: memory is one batch of windows
-through the model, about two (K, h, W) strips and the labels. With "scores" the (K, Ho, Wo)
-output is itself the output (held at (K, H, W) first, as in the plain model).
+through the model, the strip and one band of final rows (K, at most the stride, W) or the
+rows carried to the next strip (K, at most h - the stride, W), and the labels. The
+strip grows with the image's width, not its height: (K, H, W) scores would be H / h times as
+large. With "scores" the (K, Ho, Wo) output is itself the output (held at (K, H, W) first, as
+in the plain model).
 
 Shapes: K classes, C image channels, H x W the image (after the test resize), h x w a window (the
 window size, or the image's where that is smaller), Ho x Wo the output.
@@ -107,39 +110,41 @@ def averaged_rows(
     window_scores: Iterable[Tuple[int, int, Tensor]], grid: WindowGrid, image_size: Size
 ) -> Iterator[Tuple[int, Tensor]]:
     """The average of overlapping windows' scores, a band of rows at a time, each band as soon as
-    no later window covers it; sums are held in a (K, h, W) strip of the current window-row.
+    no later window covers it; sums are held in one (K, h, W) strip of the current window-row.
 
     Args:
         window_scores: (y, x, (K, h, w) scores) of every window of `grid`, row by row (row-major).
         image_size: (H, W).
     Yields:
         (r0, (K, r1 - r0, W) averaged scores of image rows r0:r1): consecutive bands from row 0
-        to H (one per window-row; a band is a new tensor).
+        to H (one per window-row; a band is a new tensor: drop it before asking for the next).
     """
     height, width = image_size
     h, w = grid.size
     row_count = coverage(height, grid.rows, h)
     col_count = coverage(width, grid.cols, w)
     windows = iter(window_scores)
-    strip: Optional[Tensor] = None  # sums of image rows top : top + h
-    top = 0
+    strip: Optional[Tensor] = None  # sums of image rows y : y + h
     for i, y in enumerate(grid.rows):
-        new: Optional[Tensor] = None
         for expected in grid.cols:
             wy, x, scores = next(windows)
             if (wy, x) != (y, expected):
                 raise ValueError(f"window ({wy}, {x}) out of order; expected ({y}, {expected})")
-            if new is None:
-                new = scores.new_zeros((scores.shape[0], h, width))
-                if strip is not None:  # rows y : top + h carry sums of the previous window-row
-                    new[:, : top + h - y] = strip[:, y - top :]
-                    strip = None
-            new[:, :, x : x + w] += scores
+            if strip is None:
+                strip = scores.new_zeros((scores.shape[0], h, width))
+            strip[:, :, x : x + w] += scores
         # Later window-rows start at the next row start: the rows above it are final.
         end = grid.rows[i + 1] if i + 1 < len(grid.rows) else height
-        counts = (row_count[y:end, None] * col_count).to(new)
-        yield y, new[:, : end - y] / counts
-        strip, top = new, y
+        counts = (row_count[y:end, None] * col_count).to(strip)
+        if end == height:  # the last window-row: the strip itself becomes the last band
+            yield y, strip.div_(counts)
+            return
+        yield y, strip[:, : end - y] / counts
+        # The rows below `end` carry their sums to the next window-row's strip.
+        carried = strip[:, end - y :].clone()
+        strip[:, : carried.shape[1]] = carried
+        strip[:, carried.shape[1] :] = 0
+        del carried
 
 
 def _resize_row_taps(height: int, out_height: int) -> Tuple[Tensor, Tensor]:
@@ -171,6 +176,7 @@ def resized_labels(
             if labels is None:
                 labels = torch.empty((height, width), dtype=torch.int64, device=band.device)
             labels[r0 : r0 + band.shape[1]] = band.argmax(0)
+            del band  # before the next band is computed
         return labels
     columns = MapResampler(image_size, image_size, image_size, output_size).columns
     idx, weights = _resize_row_taps(height, out_h)  # (Ho, T); rows non-decreasing in Ho
@@ -196,7 +202,8 @@ def resized_labels(
         end = r0 + band.shape[1]
         if done < out_h:  # rows above the next output row's first tap are no longer needed
             keep = min(int(idx[done].min()), end)  # (rows not received yet: at the next band)
-            buffer, b0 = buffer[:, keep - b0 :], keep
+            buffer, b0 = buffer[:, keep - b0 :].clone(), keep  # a copy: the band can go
+        del band
     return labels
 
 
@@ -275,6 +282,7 @@ class SlidingWindowInference(nn.Module):
             if scores is None:
                 scores = band.new_empty((band.shape[0], *image_size))
             scores[:, r0 : r0 + band.shape[1]] = band
+            del band  # before the next band is computed
         if tuple(output_size) != image_size:  # as the plain model resizes its scores
             scores = F.interpolate(scores[None], output_size, mode="bilinear", align_corners=False)
             scores = scores[0]
