@@ -189,7 +189,8 @@ def resized_labels(
             idx, weights = idx.to(band.device), weights.to(band.device, band.dtype)
             last_needed = last_needed.to(band.device)
         buffer = band if buffer is None else torch.cat([buffer, band], 1)
-        ready = int((last_needed < r0 + band.shape[1]).sum())  # output rows now computable
+        end = r0 + band.shape[1]
+        ready = int((last_needed < end).sum())  # output rows whose taps have all arrived
         step = max(1, band_elements // max(1, band.shape[0] * out_w))
         for o0 in range(done, ready, step):
             o1 = min(o0 + step, ready)
@@ -199,7 +200,6 @@ def resized_labels(
                 rows.addcmul_(buffer.index_select(1, i[:, t]), wt[:, t].view(1, -1, 1))
             labels[o0:o1] = columns(rows).argmax(0)
         done = ready
-        end = r0 + band.shape[1]
         if done < out_h:  # rows above the next output row's first tap are no longer needed
             keep = min(int(idx[done].min()), end)  # (rows not received yet: at the next band)
             buffer, b0 = buffer[:, keep - b0 :].clone(), keep  # a copy: the band can go
