@@ -6,7 +6,8 @@
         --opts MODEL.RESNETS.DEPTH 50
 
 Part 1, the config's model on a --size input (default 1024 x 2048, Cityscapes at its own size):
-seconds per image (median of --repeats after one warm-up), the process's peak RSS during
+seconds per image (median of --repeats after one warm-up; the paths timed in turns, image by
+image, in one process, so that a busy machine slows them alike), the process's peak RSS during
 inference and its growth over the RSS before it (Linux: the peak is restarted after the model
 is built), and the peak tensor memory of one profiled inference (torch.profiler's memory
 timeline: what the inference's tensors hold, free of the libraries and allocator caches that RSS
@@ -19,8 +20,8 @@ windows against one window alone and the whole image (--whole-large), beside the
 labels, of the score strip and of the (K, H, W) scores (computed from their shapes).
 
 Random weights (the computation, hence speed and memory, does not depend on them), random
-images, the model transformed for inference as --eval-only runs it. Each figure comes from a
-process of its own, so that peak RSS belongs to it.
+images, the model transformed for inference as --eval-only runs it. Each memory figure comes from
+a process of its own, so that peak RSS belongs to it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -129,44 +130,49 @@ def peak_tensor_gib(run) -> float:
     return max(sum(s) for s in sizes) / GIB
 
 
-def measure(spec: Dict) -> Dict:
-    """One figure, in this process: spec has config, opts, threads, size, windows (bool),
-    windows_per_batch, semantic_output, repeats, profile (bool)."""
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
-    opts = list(spec["opts"]) + ["MODEL.DEVICE", "cpu"]
-    if not spec["windows"]:
+def build(spec: Dict, windows: bool, per_call: int):
+    """The model as --eval-only builds it (engine.launch.load_for_evaluation; windows are
+    averaged from scores), seeded so that every path has the same weights."""
+    opts = list(spec["opts"]) + ["MODEL.DEVICE", "cpu", "TEST.IMS_PER_BATCH", str(per_call)]
+    if not windows:
         opts += ["MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE", "[]"]
         opts += ["MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.STRIDE", "[]"]
-    opts += ["TEST.IMS_PER_BATCH", str(spec["windows_per_batch"])]
     cfg = get_maskformer_cfg(spec["config"], opts)
     output = spec["semantic_output"]
+    torch.manual_seed(0)
     model = build_model(cfg).eval()
-    # As --eval-only builds it (engine.launch.load_for_evaluation): windows from scores.
-    optimize_from_config(model, cfg, semantic_output="scores" if spec["windows"] else output)
-    model = sliding_window_from_config(model, cfg, semantic_output=output)
+    optimize_from_config(model, cfg, semantic_output="scores" if windows else output)
+    return sliding_window_from_config(model, cfg, semantic_output=output)
+
+
+def measure(spec: Dict) -> Dict:
+    """Figures in this process. spec: config, opts, threads, size, semantic_output, and "paths",
+    a list of [windows (bool), windows per call]. One path: its memory (peak RSS and tensors of
+    one inference). Several: seconds per image of each, timed in turns, image by image, so that
+    a busy machine slows them alike (median of "repeats" after one warm-up round)."""
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    models = [build(spec, windows, k) for windows, k in spec["paths"]]
     h, w = spec["size"]
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
     inputs = [{"image": image, "height": h, "width": w}]
 
-    def run():
+    def run(model):
         with torch.no_grad():
             model(inputs)
 
+    if len(models) > 1:
+        times: List[List[float]] = [[] for _ in models]
+        for _ in range(spec["repeats"] + 1):
+            for model, t in zip(models, times):
+                start = time.perf_counter()
+                run(model)
+                t.append(time.perf_counter() - start)
+        return {"seconds": [statistics.median(t[1:]) for t in times]}
     before = reset_peak_rss()
-    times = []
-    for _ in range(spec["repeats"]):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    result = {
-        "seconds": statistics.median(times[1:] or times),
-        "rss_before": before,
-        "rss_peak": peak_rss(),
-    }
-    if spec["profile"]:
-        result["tensor_peak"] = peak_tensor_gib(run)
+    run(models[0])
+    result = {"rss_before": before, "rss_peak": peak_rss()}
+    result["tensor_peak"] = peak_tensor_gib(lambda: run(models[0]))
     return result
 
 
@@ -197,7 +203,6 @@ def machine_line(threads: int) -> str:
 def speed_table(args, base: Dict) -> None:
     cfg = get_maskformer_cfg(args.config_file, args.opts)
     window = cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW
-    per_call = cfg.TEST.IMS_PER_BATCH
     if not window.SIZE:
         sys.exit(f"{args.config_file}: MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE is not set")
     grid = window_grid(tuple(args.size), tuple(window.SIZE), tuple(window.STRIDE))
@@ -206,16 +211,19 @@ def speed_table(args, base: Dict) -> None:
     print(f"\n{args.config_file} {' '.join(args.opts)}, {h} x {w} input, random weights")
     print("| inference | output | s/image | peak RSS | RSS growth | peak tensors |")
     print("|---|---|---|---|---|---|")
-    rows = [("whole image", False, 1)]
-    rows += [(f"{n} windows {window.SIZE[0]}x{window.SIZE[1]}, stride "
-              f"{window.STRIDE[0]}x{window.STRIDE[1]}, {k} per call", True, k)
-             for k in sorted({1, per_call})]  # fmt: skip
+    paths = [[False, 1]] + [[True, k] for k in sorted({1, cfg.TEST.IMS_PER_BATCH})]
+    names = ["whole image"] + [
+        f"{n} windows {window.SIZE[0]}x{window.SIZE[1]}, stride {window.STRIDE[0]}x"
+        f"{window.STRIDE[1]}, {k} per call"
+        for _, k in paths[1:]
+    ]
     for output in ("scores", "labels"):
-        for name, windows, k in rows:
-            r = run_child({**base, "size": args.size, "windows": windows, "windows_per_batch": k,
-                           "semantic_output": output, "repeats": args.repeats + 1})  # fmt: skip
+        spec = {**base, "size": args.size, "semantic_output": output, "repeats": args.repeats}
+        seconds = run_child({**spec, "paths": paths})["seconds"]
+        for name, path, t in zip(names, paths, seconds):
+            r = run_child({**spec, "paths": [path]})
             print(
-                f"| {name} | {output} | {r['seconds']:.2f} | {r['rss_peak']:.2f} GiB | "
+                f"| {name} | {output} | {t:.2f} | {r['rss_peak']:.2f} GiB | "
                 f"{r['rss_peak'] - r['rss_before']:.2f} GiB | {r['tensor_peak']:.2f} GiB |",
                 flush=True,
             )
@@ -226,11 +234,11 @@ def memory_table(args, base: Dict) -> None:
     window = tuple(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE)
     stride = tuple(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.STRIDE)
     k = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-    small = {**base, "opts": [*args.opts, *args.small_opts], "repeats": 1}
+    small = {**base, "opts": [*args.opts, *args.small_opts], "semantic_output": "labels"}
     print(f"\nSmall model ({' '.join(args.small_opts)}), K = {k}, semantic output labels")
-    print("| input | windows | s/image | RSS growth | peak tensors | labels | score strip | "
+    print("| input | windows | RSS growth | peak tensors | labels | score strip | "
           "(K, H, W) scores |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
 
     def size_of(text: str) -> Tuple[int, int]:
         h, w = text.lower().split("x")
@@ -241,14 +249,13 @@ def memory_table(args, base: Dict) -> None:
     runs = [(window, False)] + [(size_of(s), False) for s in args.whole_large]
     runs += [(size_of(s), True) for s in args.large]
     for (h, w), windows in runs:
-        r = run_child({**small, "size": [h, w], "windows": windows, "windows_per_batch": 1,
-                       "semantic_output": "labels"})  # fmt: skip
+        r = run_child({**small, "size": [h, w], "paths": [[windows, 1]]})
         grid = window_grid((h, w), window, stride)
         n = len(grid.rows) * len(grid.cols) if windows else 0
         strip = k * grid.size[0] * w * 4 if windows else 0  # a (K, h, W) float32 strip
         print(
-            f"| {h} x {w} | {n or 'whole image'} | {r['seconds']:.1f} | "
-            f"{r['rss_peak'] - r['rss_before']:.2f} GiB | {r['tensor_peak']:.2f} GiB | "
+            f"| {h} x {w} | {n or 'whole image'} | {r['rss_peak'] - r['rss_before']:.2f} GiB | "
+            f"{r['tensor_peak']:.2f} GiB | "
             f"{h * w * 8 / GIB:.2f} GiB | {strip / GIB:.2f} GiB | {k * h * w * 4 / GIB:.2f} GiB |",
             flush=True,
         )
@@ -259,8 +266,7 @@ def main(argv=None) -> None:
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return
-    base = {"config": args.config_file, "opts": args.opts, "threads": args.threads,
-            "profile": True}  # fmt: skip
+    base = {"config": args.config_file, "opts": args.opts, "threads": args.threads}
     print(machine_line(args.threads))
     if not args.skip_speed:
         speed_table(args, base)
