@@ -17,6 +17,7 @@ from maskformer.config import ConfigValueError, get_maskformer_cfg
 from maskformer.data.datasets import register_sem_seg_folder
 from maskformer.data.datasets.custom import unregister
 from maskformer.data.datasets.quickstart import QUICKSTART_CLASSES, write_shapes_split
+from maskformer.engine import check_config
 from maskformer.modeling.meta_arch import MaskFormer
 from maskformer.predictor import MaskFormerPredictor
 from tests.common import CONFIG_DIR
@@ -155,6 +156,10 @@ def test_panoptic_or_instance_output_with_windows_is_refused_in_one_line(tmp_pat
     )
     with pytest.raises(ConfigValueError, match="INSTANCE_ON False"):
         MaskFormerPredictor.from_config(cfg, allow_random_weights=True)
+    # The Cityscapes config in windows passes every set-up check.
+    config = os.path.join(CONFIG_DIR, "cityscapes", "maskformer_R101_sliding_window.yaml")
+    for eval_only in (True, False):
+        check_config(get_maskformer_cfg(config), eval_only=eval_only)
 
 
 def test_predictor_and_demo_in_windows(tmp_path, capsys, network_inputs):
