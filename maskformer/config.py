@@ -127,9 +127,15 @@ def add_maskformer_config(cfg: CN) -> None:
     # AVX512-BF16 or AMX; labels may differ near class boundaries).
     test.PRECISION = "float32"
     test.COMPILE = False  # torch.compile the backbone and head (needs a C++ compiler on the CPU)
+    # Sliding-window semantic inference (maskformer/modeling/sliding_window.py): the image, after
+    # the test resize, in overlapping windows whose class scores are averaged; semantic only.
+    test.SLIDING_WINDOW = CN()
+    test.SLIDING_WINDOW.SIZE = []  # [h, w] of a window; []: the whole image at once
+    test.SLIDING_WINDOW.STRIDE = []  # [h, w] between window starts, at most SIZE (needs SIZE)
 
     # Evaluation (maskformer/evaluation, maskformer/engine).
-    cfg.TEST.IMS_PER_BATCH = 1  # images per batch, all of one size (metrics do not change)
+    # Images per batch, all of one size (metrics do not change); with SLIDING_WINDOW, windows.
+    cfg.TEST.IMS_PER_BATCH = 1
     cfg.TEST.EVAL_SEM_SEG_JSON = False  # write sem_seg_predictions.json (RLEs, COCO-Stuff)
     cfg.TEST.EVAL_BOUNDARY_IOU = False  # also per-class Boundary IoU
     cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write the panoptic prediction PNGs + JSON

@@ -39,6 +39,7 @@ from .modeling.inference_transforms import check_semantic_output, optimize_from_
 from .modeling.network_transforms import inference_precision, network_transforms_from_config
 from .modeling.postprocessing import semantic_labels
 from .modeling.resample import nearest_resize
+from .modeling.sliding_window import check_sliding_window, sliding_window_from_config
 
 __all__ = [
     "MaskFormerPredictor",
@@ -95,6 +96,7 @@ class MaskFormerPredictor:
         max_size_test: int,
         input_format: str = "RGB",
         max_chunk_bytes: int = 64 << 20,
+        labels_at_output_size: bool = False,
     ):
         """
         Args:
@@ -103,6 +105,8 @@ class MaskFormerPredictor:
             input_format: channel order the model expects ("RGB" or "BGR"), or a multi-channel
                 format (one letter per channel, e.g. "RGBN"; images as stored, any dtype).
             max_chunk_bytes: memory bound of the semantic label computation (`resized_argmax`).
+            labels_at_output_size: the model gives semantic labels at any size asked for, at
+                bounded memory (`SlidingWindowInference`): ask for them at the output size.
         """
         if input_format not in ("RGB", "BGR") and not is_multichannel_format(input_format):
             raise ValueError(
@@ -114,6 +118,7 @@ class MaskFormerPredictor:
         self.max_size_test = max_size_test
         self.input_format = input_format
         self.max_chunk_bytes = max_chunk_bytes
+        self.labels_at_output_size = labels_at_output_size
 
     @classmethod
     def from_config(
@@ -126,7 +131,9 @@ class MaskFormerPredictor:
     ) -> MaskFormerPredictor:
         """Build `cfg`'s model, load MODEL.WEIGHTS with `MaskFormerCheckpointer` and apply the
         inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE) and the
-        network transforms (`network_transforms_from_config`; TEST.PRECISION, TEST.COMPILE).
+        network transforms (`network_transforms_from_config`; TEST.PRECISION, TEST.COMPILE); with
+        MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE, in sliding windows (`SlidingWindowInference`,
+        giving the labels at the output size).
 
         With `backend` "onnxruntime", the network is instead the ONNX file `model_file`
         (`OnnxRuntimeMaskFormer`; exported by tools/export_model.py --format onnx --dynamic,
@@ -134,7 +141,8 @@ class MaskFormerPredictor:
 
         Raises:
             ConfigValueError: INPUT.FORMAT without one PIXEL_MEAN/STD value per channel, an
-                unknown or (on this CPU) slow TEST.PRECISION, or an unknown SEMANTIC_OUTPUT.
+                unknown or (on this CPU) slow TEST.PRECISION, an unknown SEMANTIC_OUTPUT, or a
+                SLIDING_WINDOW with panoptic or instance output.
             UntrainedModelError: MODEL.WEIGHTS is empty, or the file leaves a tensor of the
                 model missing or of another shape (e.g. another number of classes), so
                 that the outputs would be partly random; unless `allow_random_weights`, which
@@ -148,6 +156,7 @@ class MaskFormerPredictor:
         image_format_of(cfg)
         inference_precision(cfg, torch.device(cfg.MODEL.DEVICE).type)
         check_semantic_output(cfg)
+        check_sliding_window(cfg)
         if (backend == "onnxruntime") != (model_file is not None):
             raise ValueError(
                 f"backend '{backend}' with model_file {model_file!r}: the onnxruntime backend "
@@ -164,6 +173,8 @@ class MaskFormerPredictor:
         optimize_from_config(model, cfg, semantic_output="low_res_labels" if low_res else "scores")
         if backend == "pytorch":  # TEST.PRECISION / TEST.COMPILE act on a PyTorch network
             network_transforms_from_config(model, cfg)
+        # Windows give exactly the labels resized from their averaged scores, band by band.
+        model = sliding_window_from_config(model, cfg, semantic_output="labels")
         return cls._with_model(model, cfg)
 
     @classmethod
@@ -173,6 +184,7 @@ class MaskFormerPredictor:
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             input_format=cfg.INPUT.FORMAT,
+            labels_at_output_size=bool(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE),
         )
 
     def network_size(self, height: int, width: int) -> Tuple[int, int]:
@@ -214,8 +226,10 @@ class MaskFormerPredictor:
         if self.input_format == "BGR":
             resized = resized[:, :, ::-1]
         x = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
-        # Outputs at the network resolution: no (K or Q, H, W) maps at the output size.
-        out = self.model([{"image": x, "height": h, "width": w}])[0]
+        # Outputs at the network resolution: no (K or Q, H, W) maps at the output size (windows
+        # give the labels at the output size themselves).
+        out_h, out_w = size if self.labels_at_output_size else (h, w)
+        out = self.model([{"image": x, "height": out_h, "width": out_w}])[0]
         prediction = Prediction()
         if "sem_seg" in out or "sem_seg_labels" in out:
             prediction.semantic = semantic_labels(out, size, self.max_chunk_bytes).cpu()

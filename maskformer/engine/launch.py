@@ -37,6 +37,7 @@ from ..evaluation import evaluation_semantic_output
 from ..modeling.class_weights import read_class_weights
 from ..modeling.inference_transforms import check_semantic_output, optimize_from_config
 from ..modeling.network_transforms import inference_precision, network_transforms_from_config
+from ..modeling.sliding_window import check_sliding_window, sliding_window_from_config
 from .amp import amp_precision
 
 __all__ = [
@@ -87,13 +88,15 @@ def build_config(args):
 def check_config(cfg, eval_only: bool) -> None:
     """Values the code they configure would refuse only later, some after minutes of work:
     INPUT.FORMAT against PIXEL_MEAN/STD, CLASS_WEIGHTS (count, file), the training precision
-    (SOLVER.AMP) or the inference one (TEST.PRECISION) and the semantic output that
-    evaluation reads (SEMANTIC_OUTPUT against TEST.AUG and the datasets' evaluators).
+    (SOLVER.AMP) or the inference one (TEST.PRECISION), the semantic output that
+    evaluation reads (SEMANTIC_OUTPUT against TEST.AUG and the datasets' evaluators) and the
+    sliding window (TEST.SLIDING_WINDOW: semantic output only).
 
     Raises:
         ConfigValueError, FileNotFoundError: naming the key.
     """
     image_format_of(cfg)
+    check_sliding_window(cfg)
     weights = cfg.MODEL.MASK_FORMER.CLASS_WEIGHTS
     if weights is not None and cfg.MODEL.META_ARCHITECTURE == "MaskFormer":
         try:
@@ -205,7 +208,8 @@ _NO_CHECKPOINT = " and {0.OUTPUT_DIR} has no checkpoint"
 def load_for_evaluation(cfg, resume: bool) -> nn.Module:
     """The model with MODEL.WEIGHTS (or OUTPUT_DIR's last checkpoint, with `resume`) loaded and
     transformed for inference as MODEL.MASK_FORMER.TEST says, giving the semantic output the
-    evaluation reads (`evaluation_semantic_output`).
+    evaluation reads (`evaluation_semantic_output`), in sliding windows if SLIDING_WINDOW.SIZE
+    is set.
 
     Raises:
         UntrainedModelError: nothing to load, or the file leaves a tensor of the model random.
@@ -219,9 +223,12 @@ def load_for_evaluation(cfg, resume: bool) -> nn.Module:
     if checkpointer.last_report is None:
         raise UntrainedModelError(_NO_WEIGHTS + (_NO_CHECKPOINT.format(cfg) if resume else ""))
     check_trained(checkpointer.last_report)
-    optimize_from_config(model, cfg, semantic_output=evaluation_semantic_output(cfg))
+    semantic_output = evaluation_semantic_output(cfg)
+    # Windows are averaged from their scores; the wrapper gives the output evaluation reads.
+    windowed = bool(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE)
+    optimize_from_config(model, cfg, semantic_output="scores" if windowed else semantic_output)
     network_transforms_from_config(model, cfg)  # TEST.PRECISION, TEST.COMPILE
-    return model
+    return sliding_window_from_config(model, cfg, semantic_output=semantic_output)
 
 
 def prepare(args, *, build: bool = True) -> Tuple[object, Optional[nn.Module]]:

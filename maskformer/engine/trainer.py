@@ -19,7 +19,7 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import MaskFormerCheckpointer
 from ..data import build_test_loader, build_test_mapper, build_train_loader, build_train_mapper
 from ..evaluation import build_evaluator, evaluation_options
-from ..modeling import SemanticSegmentorWithTTA
+from ..modeling import SemanticSegmentorWithTTA, sliding_window_from_config
 from ..solver import build_optimizer
 from .amp import AMPTrainer, amp_precision
 from .evaluation import evaluated_on
@@ -141,8 +141,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
-        """Evaluate with TEST.AUG's multi-scale + flip; results are keyed "<task>_TTA"."""
+        """Evaluate with TEST.AUG's multi-scale + flip; results are keyed "<task>_TTA". With
+        MODEL.MASK_FORMER.TEST.SLIDING_WINDOW, each scale runs in windows."""
         logging.getLogger("maskformer").info("Running inference with test-time augmentation ...")
+        model = sliding_window_from_config(model, cfg, semantic_output="scores")
         model = SemanticSegmentorWithTTA(cfg, model)
         evaluators = [
             cls.build_evaluator(

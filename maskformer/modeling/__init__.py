@@ -13,6 +13,7 @@ from .pixel_decoder import (
     build_pixel_decoder,
 )
 from .postprocessing import instance_inference, panoptic_inference, semantic_inference
+from .sliding_window import SlidingWindowInference, sliding_window_from_config
 from .test_time_augmentation import SemanticSegmentorWithTTA
 from .transformer_predictor import TransformerPredictor
 
@@ -27,10 +28,12 @@ __all__ = [
     "PerPixelBaselinePlusHead",
     "SemanticSegmentorWithTTA",
     "SetCriterion",
+    "SlidingWindowInference",
     "TransformerEncoderPixelDecoder",
     "TransformerPredictor",
     "build_pixel_decoder",
     "instance_inference",
     "panoptic_inference",
     "semantic_inference",
+    "sliding_window_from_config",
 ]
