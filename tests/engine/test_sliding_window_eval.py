@@ -21,9 +21,9 @@ from maskformer.engine import check_config
 from maskformer.modeling.meta_arch import MaskFormer
 from maskformer.predictor import MaskFormerPredictor
 from tests.common import CONFIG_DIR
+from tests.deploy.test_demo import SEMANTIC_CONFIG, SEMANTIC_OPTS, _rgb, _weights, demo
 from tests.engine.test_setup_checks import _demo_line
-from tests.test_demo import SEMANTIC_CONFIG, SEMANTIC_OPTS, _rgb, _weights, demo
-from tests.test_train_net_refusals import _argv, _checkpoint, _refused
+from tests.engine.test_train_net_refusals import _argv, _checkpoint, _refused
 
 DATASET = "sliding_window_test_sem_seg_val"
 KEY = "MODEL.MASK_FORMER.TEST.SLIDING_WINDOW"
