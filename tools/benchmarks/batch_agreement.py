@@ -40,12 +40,14 @@ def agreement(model, small, large) -> float:
     """
     import torch
 
+    from maskformer.modeling.postprocessing import semantic_labels
+
     def inputs(img):
         return {"image": img, "height": img.shape[1], "width": img.shape[2]}
 
     with torch.no_grad():
-        alone = model([inputs(small)])[0]["sem_seg"].argmax(0)
-        batched = model([inputs(small), inputs(large)])[0]["sem_seg"].argmax(0)
+        alone = semantic_labels(model([inputs(small)])[0])
+        batched = semantic_labels(model([inputs(small), inputs(large)])[0])
     return float((alone == batched).float().mean())
 
 
@@ -54,16 +56,15 @@ def main(argv: Optional[Sequence[str]] = None) -> List[float]:
     import numpy as np
     import torch
     from detectron2.data import DatasetCatalog
-
-    from maskformer.data.datasets import register_described_datasets
-
-    register_described_datasets()
     from detectron2.data import transforms as T
     from detectron2.modeling import build_model
 
     from maskformer.checkpoint import MaskFormerCheckpointer
+    from maskformer.data.datasets import register_described_datasets
     from maskformer.data.io import read_image
     from tools.benchmarks import common
+
+    register_described_datasets()
 
     cfg = common.load_cfg(args.config_file, device="cpu", opts=args.opts)
     torch.manual_seed(0)

@@ -61,6 +61,16 @@ def load_cfg(config_file: str, *, device: str, opts: Sequence = ()):
     return get_maskformer_cfg(config_file, ["MODEL.DEVICE", device, *opts])
 
 
+def start(args) -> Tuple[object, np.random.Generator, torch.device]:
+    """What every measuring script does first: threads (--threads), seeds (--seed), the config
+    (--config-file, --device, --opts). Returns (cfg, rng, device)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = load_cfg(args.config_file, device=args.device, opts=args.opts)
+    return cfg, np.random.default_rng(args.seed), torch.device(args.device)
+
+
 def with_semantic_output(cfg, output: str):
     """A copy of `cfg` whose model returns this semantic output: "scores" ("sem_seg" (K, H, W)),
     "labels" ("sem_seg_labels" (H, W), their argmax) or "low_res_labels" (labels combined at
@@ -96,13 +106,6 @@ def path_model(plain: nn.Module, cfg, name: str, *, workdir: str, example_size: 
         return optimize_from_config(model, cfg).eval()
     model = optimize_from_config(copy.deepcopy(plain).eval(), cfg)
     return network_transforms_from_config(model, cfg).eval()
-
-
-def semantic_labels(output: Dict) -> torch.Tensor:
-    """(H, W) labels of one image's output, whichever semantic output the model returns."""
-    if "sem_seg_labels" in output:
-        return output["sem_seg_labels"]
-    return output["sem_seg"].argmax(0)
 
 
 def synthetic_sample(

@@ -63,18 +63,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     import statistics
     import tempfile
 
-    import numpy as np
     import torch
     from detectron2.modeling import build_model
 
     from tools.benchmarks import common
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    device = torch.device(args.device)
-    cfg = common.load_cfg(args.config_file, device=args.device, opts=args.opts)
+    cfg, rng, device = common.start(args)
     plain = build_model(cfg).eval()
     models = {}
     workdir = tempfile.TemporaryDirectory()
@@ -130,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
 def _compare(res: Dict[str, float], key: str, got: Dict, want: Dict, ref: str) -> str:
     """Label agreement (and, where both give scores, the largest score difference) of one
     image's outputs `got` with the reference path's `want`; recorded in `res` under `key`."""
-    from tools.benchmarks.common import semantic_labels
+    from maskformer.modeling.postprocessing import semantic_labels
 
     agree = float((semantic_labels(got).cpu() == semantic_labels(want).cpu()).double().mean())
     res[f"{key}_agreement"] = agree

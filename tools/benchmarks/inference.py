@@ -53,7 +53,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
     import statistics
 
-    import numpy as np
     import torch
     from detectron2.modeling import build_model
 
@@ -61,12 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     from maskformer.modeling.network_transforms import network_transforms_from_config
     from tools.benchmarks import common
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    device = torch.device(args.device)
-    cfg = common.load_cfg(args.config_file, device=args.device, opts=args.opts)
+    cfg, rng, device = common.start(args)
     cfg = common.with_semantic_output(cfg, args.semantic_output)
     model = build_model(cfg).eval()
     res: Dict[str, float] = {"params": sum(p.numel() for p in model.parameters())}

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,18 +37,9 @@ import time
 import warnings
 from typing import Dict, List, Tuple
 
-import torch
-
+# torch, Detectron2 and maskformer are imported after the arguments are parsed: --help answers
+# at once.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from detectron2.modeling import build_model  # noqa: E402
-
-from maskformer import get_maskformer_cfg  # noqa: E402
-from maskformer.modeling.inference_transforms import optimize_from_config  # noqa: E402
-from maskformer.modeling.sliding_window import (  # noqa: E402
-    sliding_window_from_config,
-    window_grid,
-)
 
 DEFAULT_CONFIG = "configs/cityscapes/maskformer_R101_sliding_window.yaml"
 SMALL_OPTS = [
@@ -65,6 +55,10 @@ SMALL_OPTS = [
     "MODEL.MASK_FORMER.DEC_LAYERS", "3",
 ]  # fmt: skip
 GIB = 2**30
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return get_parser().parse_args(argv)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -133,6 +127,13 @@ def peak_tensor_gib(run) -> float:
 def build(spec: Dict, windows: bool, per_call: int):
     """The model as --eval-only builds it (engine.launch.load_for_evaluation; windows are
     averaged from scores), seeded so that every path has the same weights."""
+    import torch
+    from detectron2.modeling import build_model
+
+    from maskformer import get_maskformer_cfg
+    from maskformer.modeling.inference_transforms import optimize_from_config
+    from maskformer.modeling.sliding_window import sliding_window_from_config
+
     opts = list(spec["opts"]) + ["MODEL.DEVICE", "cpu", "TEST.IMS_PER_BATCH", str(per_call)]
     if not windows:
         opts += ["MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE", "[]"]
@@ -150,6 +151,8 @@ def measure(spec: Dict) -> Dict:
     a list of [windows (bool), windows per call]. One path: its memory (peak RSS and tensors of
     one inference). Several: seconds per image of each, timed in turns, image by image, so that
     a busy machine slows them alike (median of "repeats" after one warm-up round)."""
+    import torch
+
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     models = [build(spec, windows, k) for windows, k in spec["paths"]]
@@ -187,20 +190,10 @@ def run_child(spec: Dict) -> Dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine_line(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, {threads or torch.get_num_threads()} threads"
-    )
-
-
 def speed_table(args, base: Dict) -> None:
+    from maskformer import get_maskformer_cfg
+    from maskformer.modeling.sliding_window import window_grid
+
     cfg = get_maskformer_cfg(args.config_file, args.opts)
     window = cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW
     if not window.SIZE:
@@ -230,6 +223,9 @@ def speed_table(args, base: Dict) -> None:
 
 
 def memory_table(args, base: Dict) -> None:
+    from maskformer import get_maskformer_cfg
+    from maskformer.modeling.sliding_window import window_grid
+
     cfg = get_maskformer_cfg(args.config_file, [*args.opts, *args.small_opts])
     window = tuple(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE)
     stride = tuple(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.STRIDE)
@@ -262,12 +258,18 @@ def memory_table(args, base: Dict) -> None:
 
 
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.measure:
         print(json.dumps(measure(json.loads(args.measure))))
         return
+    import torch
+
+    from tools.benchmarks.common import machine_line
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = {"config": args.config_file, "opts": args.opts, "threads": args.threads}
-    print(machine_line(args.threads))
+    print(machine_line(torch.device("cpu")))
     if not args.skip_speed:
         speed_table(args, base)
     if args.large:

@@ -93,19 +93,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
     import statistics
 
-    import numpy as np
     import torch
     from detectron2.modeling import build_model
 
     from maskformer.solver import build_optimizer
     from tools.benchmarks import common
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    device = torch.device(args.device)
-    cfg = common.load_cfg(args.config_file, device=args.device, opts=args.opts)
+    cfg, rng, device = common.start(args)
     model = build_model(cfg)
     if args.compare_official:
         from tools.benchmarks.official import official_model
