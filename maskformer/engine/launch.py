@@ -176,29 +176,44 @@ def _weights_to_load(cfg, resume: bool) -> str:
 
 
 def _meta_model(cfg) -> nn.Module:
-    """`cfg`'s model with its tensors on the "meta" device: the names and shapes, no memory."""
+    """`cfg`'s model with its tensors on the "meta" device: the names and shapes, no memory.
+    A timm backbone's weight file is checked to exist but not read: its values cannot go to
+    the meta device (the real model reads it)."""
+    timm_weights = cfg.MODEL.TIMM.PRETRAINED_WEIGHTS
+    if timm_weights:
+        if not os.path.isfile(timm_weights):
+            raise FileNotFoundError(
+                f"MODEL.TIMM.PRETRAINED_WEIGHTS '{timm_weights}' does not exist"
+            )
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.TIMM.PRETRAINED_WEIGHTS = ""
     with torch.device("meta"):
         return META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg)
 
 
 def check_model_weights(cfg, eval_only: bool, resume: bool) -> None:
-    """Check the weights the run will load against the model, without building it in memory:
-    the file exists and is readable, is for this architecture, and (--eval-only, or
-    MODEL.WEIGHTS_STRICT) leaves no tensor of the model random.
+    """Build the model on the "meta" device (names and shapes, no memory), which refuses what
+    its construction refuses (a timm name or weight file, Swin depths against heads, thing ids
+    outside the classes, ...), and check the weights the run will load against it: the file
+    exists and is readable, is for this architecture, and (--eval-only, or MODEL.WEIGHTS_STRICT)
+    leaves no tensor of the model random.
 
     Raises:
         UntrainedModelError: --eval-only without weights, or with weights that leave tensors of
             the model random.
-        FileNotFoundError, CheckpointError: naming the file.
+        ConfigValueError, FileNotFoundError, CheckpointError: naming the key or file.
     """
+    try:
+        model = _meta_model(cfg)
+    except ValueError as e:  # a config value the model's construction refuses
+        raise ConfigValueError(str(e)) from None
     path = _weights_to_load(cfg, resume)
     if not path:
         if eval_only:
             raise UntrainedModelError(_NO_WEIGHTS + (_NO_CHECKPOINT.format(cfg) if resume else ""))
         return
-    check_weights(
-        path, _meta_model(cfg), strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=eval_only
-    )
+    check_weights(path, model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=eval_only)
 
 
 _NO_WEIGHTS = "--eval-only needs weights: MODEL.WEIGHTS is empty"

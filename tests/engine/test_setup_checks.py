@@ -14,7 +14,7 @@ import maskformer.utils.bfloat16 as bfloat16
 import train_net
 from maskformer.config import ConfigValueError, get_maskformer_cfg
 from maskformer.predictor import MaskFormerPredictor
-from tests.common import CONFIG_DIR
+from tests.common import CONFIG_DIR, TINY_SWIN_OPTS
 from tests.deploy.test_demo import SEMANTIC_CONFIG, SEMANTIC_OPTS, _rgb
 from tests.engine.test_train_net import QUICKSTART, TINY
 from tests.engine.test_train_net_refusals import _argv, _checkpoint, _refused
@@ -113,3 +113,14 @@ def test_the_quickstart_config_passes_every_check():
     check_config(cfg, eval_only=True)
     check_config(cfg, eval_only=False)
     assert os.path.isfile(os.path.join(CONFIG_DIR, QUICKSTART)) and TINY
+
+
+def test_a_model_its_config_cannot_build_is_refused_before_anything_is_written(tmp_path, capsys):
+    line = _refused(capsys, tmp_path / "out", *map(str, TINY_SWIN_OPTS), "MODEL.SWIN.NUM_HEADS", "[1, 2]",
+                    eval_only=False)  # fmt: skip
+    assert "MODEL.SWIN.NUM_HEADS [1, 2] must have one entry per stage" in line
+    missing = str(tmp_path / "convnext.pth")
+    line = _refused(capsys, tmp_path / "out",
+                    "MODEL.BACKBONE.NAME", "build_timm_backbone", "MODEL.TIMM.NAME", "resnet18",
+                    "MODEL.TIMM.PRETRAINED_WEIGHTS", missing, eval_only=False)  # fmt: skip
+    assert f"MODEL.TIMM.PRETRAINED_WEIGHTS '{missing}' does not exist" in line
