@@ -116,8 +116,8 @@ def test_the_quickstart_config_passes_every_check():
 
 
 def test_a_model_its_config_cannot_build_is_refused_before_anything_is_written(tmp_path, capsys):
-    line = _refused(capsys, tmp_path / "out", *map(str, TINY_SWIN_OPTS), "MODEL.SWIN.NUM_HEADS", "[1, 2]",
-                    eval_only=False)  # fmt: skip
+    swin = [*map(str, TINY_SWIN_OPTS), "MODEL.SWIN.NUM_HEADS", "[1, 2]"]
+    line = _refused(capsys, tmp_path / "out", *swin, eval_only=False)
     assert "MODEL.SWIN.NUM_HEADS [1, 2] must have one entry per stage" in line
     missing = str(tmp_path / "convnext.pth")
     line = _refused(capsys, tmp_path / "out",
