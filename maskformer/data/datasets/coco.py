@@ -16,7 +16,7 @@ from typing import Dict
 from detectron2.data import MetadataCatalog
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
-from .panoptic import register_panoptic
+from .panoptic import panoptic_metadata, register_panoptic
 
 __all__ = ["coco_panoptic_metadata", "register_coco_panoptic_with_sem_seg"]
 
@@ -24,22 +24,9 @@ _SPLITS = ("train", "val")
 
 
 def coco_panoptic_metadata() -> Dict:
-    """COCO panoptic metadata, 133 classes (80 things first, contiguous ids 0..132).
-
-    `thing_classes` names the 80 things only: COCOEvaluator needs one name per instance category.
-    The stuff map covers all 133 classes, so that SemSegEvaluator can map every label.
-    """
-    things = [c for c in COCO_CATEGORIES if c["isthing"]]
-    return {
-        "thing_classes": [c["name"] for c in things],
-        "thing_colors": [c["color"] for c in things],
-        "stuff_classes": [c["name"] for c in COCO_CATEGORIES],
-        "stuff_colors": [c["color"] for c in COCO_CATEGORIES],
-        "thing_dataset_id_to_contiguous_id": {
-            c["id"]: i for i, c in enumerate(COCO_CATEGORIES) if c["isthing"]
-        },
-        "stuff_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(COCO_CATEGORIES)},
-    }
+    """COCO panoptic metadata, 133 classes: `panoptic_metadata` of Detectron2's categories (80
+    things first, contiguous ids 0..132)."""
+    return panoptic_metadata(COCO_CATEGORIES)
 
 
 def register_coco_panoptic_with_sem_seg() -> None:

@@ -19,6 +19,7 @@ from typing import Callable, Tuple
 import cv2
 import numpy as np
 
+from ..io import save_image_atomically
 from .custom import register_sem_seg_folder
 
 __all__ = [
@@ -44,9 +45,9 @@ _VERSION = "quickstart-v3"
 _SPLITS = {"train": ("training", 400, 1), "val": ("validation", 60, 2)}
 
 
-def quickstart_root() -> str:
+def quickstart_root(version: str = _VERSION) -> str:
     cache = os.path.expanduser(os.getenv("MASKFORMER_CACHE", "~/.cache/maskformer"))
-    return os.path.join(cache, _VERSION)
+    return os.path.join(cache, version)
 
 
 def _clutter(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -117,6 +118,16 @@ def _paint_shape(img: np.ndarray, cls: int, mask: np.ndarray, rng: np.random.Gen
     img[mask] = paint[mask]
 
 
+def _finish(
+    img: np.ndarray, regions: np.ndarray, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The float image with noise as uint8, and the boundary pixels (H, W) of the `regions` map:
+    ambiguous after anti-aliasing and resizing, so the label maps leave them unlabelled."""
+    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    return img, cv2.morphologyEx(regions.astype(np.uint8), cv2.MORPH_GRADIENT, kernel) > 0
+
+
 def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """An RGB uint8 image and its uint8 label map (0 = background, 255 = ignore)."""
     img = _clutter(h, w, rng)
@@ -126,9 +137,7 @@ def _sample(h: int, w: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.nd
         mask = _shape_mask(cls, h, w, rng)
         _paint_shape(img, cls, mask, rng)
         label[mask] = cls
-    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-    # Boundary pixels are ambiguous after anti-aliasing and resizing: ignore them.
-    edges = cv2.morphologyEx(label, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    img, edges = _finish(img, label, rng)
     label[edges] = IGNORE_LABEL
     return img, label
 
@@ -146,9 +155,7 @@ def write_shapes_split(
         h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
         img, label = _sample(h, w, rng)
         name = f"quickstart_{folder}_{i:05d}"
-        cv2.imwrite(
-            os.path.join(img_dir, name + ".jpg"), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]
-        )
+        save_image_atomically(img, os.path.join(img_dir, name + ".jpg"))
         cv2.imwrite(os.path.join(gt_dir, name + ".png"), label)
 
 

@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
-from ..io import panoptic_ids_to_rgb
+from ..io import panoptic_ids_to_rgb, save_image_atomically
 from .panoptic import panoptic_metadata, register_panoptic
-from .quickstart import _clutter, _paint_shape, _shape_mask, write_once
+from .quickstart import _clutter, _finish, _paint_shape, _shape_mask, quickstart_root, write_once
 
 __all__ = [
     "QUICKSTART_PANOPTIC_CATEGORIES",
@@ -78,26 +78,9 @@ def _sample(
         _paint_shape(img, _SHAPES[category], mask, rng)
         segment[mask] = len(segments)  # later shapes occlude earlier ones
         segments.append((category, int(rng.random() < _CROWD_PROBABILITY)))
-    img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-    # Pixels on a segment boundary are ambiguous after anti-aliasing and resizing: void.
-    edges = cv2.morphologyEx(segment.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3))) > 0
+    img, edges = _finish(img, segment, rng)
     segment[edges] = -1
     return img, segment, segments
-
-
-def _bbox(mask: np.ndarray) -> List[int]:
-    ys, xs = np.nonzero(mask)
-    return [
-        int(xs.min()),
-        int(ys.min()),
-        int(xs.max() - xs.min() + 1),
-        int(ys.max() - ys.min() + 1),
-    ]
-
-
-def _write_json(path: str, data: Dict) -> None:
-    with open(path, "w") as f:
-        json.dump(data, f)
 
 
 def write_panoptic_split(
@@ -114,7 +97,6 @@ def write_panoptic_split(
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     contiguous = quickstart_panoptic_metadata()["stuff_dataset_id_to_contiguous_id"]
-    thing_ids = {c["id"] for c in QUICKSTART_PANOPTIC_CATEGORIES if c["isthing"]}
     images, annotations, instances = [], [], []
     for i in range(count):
         h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, 2))
@@ -135,30 +117,18 @@ def write_panoptic_split(
                 "category_id": category,
                 "iscrowd": iscrowd,
                 "area": int(mask.sum()),
-                "bbox": _bbox(mask),
+                "bbox": list(cv2.boundingRect(mask.astype(np.uint8))),
             }
             segments_info.append(info)
-            if category in thing_ids:
+            if category in _SHAPES:  # a thing
                 rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
                 rle["counts"] = rle["counts"].decode("ascii")
                 instances.append(
-                    {
-                        "id": len(instances) + 1,
-                        "image_id": image_id,
-                        "category_id": category,
-                        "segmentation": rle,
-                        "area": info["area"],
-                        "bbox": info["bbox"],
-                        "iscrowd": iscrowd,
-                    }
+                    dict(info, id=len(instances) + 1, image_id=image_id, segmentation=rle)
                 )
-        cv2.imwrite(
-            os.path.join(dirs["image"], stem + ".jpg"),
-            img[:, :, ::-1],
-            [cv2.IMWRITE_JPEG_QUALITY, 95],
-        )
-        cv2.imwrite(
-            os.path.join(dirs["panoptic"], stem + ".png"), panoptic_ids_to_rgb(pan_ids)[:, :, ::-1]
+        save_image_atomically(img, os.path.join(dirs["image"], stem + ".jpg"))
+        save_image_atomically(
+            panoptic_ids_to_rgb(pan_ids), os.path.join(dirs["panoptic"], stem + ".png")
         )
         cv2.imwrite(os.path.join(dirs["semantic"], stem + ".png"), semantic)
         images.append({"id": image_id, "file_name": stem + ".jpg", "height": h, "width": w})
@@ -166,31 +136,18 @@ def write_panoptic_split(
             {"image_id": image_id, "file_name": stem + ".png", "segments_info": segments_info}
         )
     categories = [dict(c, supercategory="shape") for c in QUICKSTART_PANOPTIC_CATEGORIES]
-    _write_json(
-        os.path.join(dirs["annotations"], f"panoptic_{split}2017.json"),
-        {"images": images, "annotations": annotations, "categories": categories},
-    )
-    _write_json(
-        os.path.join(dirs["annotations"], f"instances_{split}2017.json"),
-        {
-            "images": images,
-            "annotations": instances,
-            "categories": [c for c in categories if c["isthing"]],
-        },
-    )
+    things = [c for c in categories if c["isthing"]]
+    for kind, anns, cats in (
+        ("panoptic", annotations, categories),
+        ("instances", instances, things),
+    ):
+        with open(os.path.join(dirs["annotations"], f"{kind}_{split}2017.json"), "w") as f:
+            json.dump({"images": images, "annotations": anns, "categories": cats}, f)
 
 
-def quickstart_panoptic_root() -> str:
-    cache = os.path.expanduser(os.getenv("MASKFORMER_CACHE", "~/.cache/maskformer"))
-    return os.path.join(cache, _VERSION)
-
-
-def _generate_default(root: str) -> None:
-    def write(directory: str) -> None:
-        for split, (count, seed) in _SPLITS.items():
-            write_panoptic_split(directory, split, count, seed)
-
-    write_once(root, write)
+def _write_default(directory: str) -> None:
+    for split, (count, seed) in _SPLITS.items():
+        write_panoptic_split(directory, split, count, seed)
 
 
 def register_quickstart_panoptic(
@@ -205,8 +162,8 @@ def register_quickstart_panoptic(
     """
     prepare = None
     if root is None:
-        root = quickstart_panoptic_root()
-        prepare = lambda: _generate_default(root)  # noqa: E731
+        root = quickstart_root(_VERSION)
+        prepare = lambda: write_once(root, _write_default)  # noqa: E731
     metadata = quickstart_panoptic_metadata()
     for split in ("train", "val"):
         register_panoptic(
