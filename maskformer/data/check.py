@@ -18,7 +18,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from .datasets.custom import IMAGE_EXTENSIONS
+from .datasets.custom import IMAGE_EXTENSIONS, files_under
 from .io import read_image, read_label_map, rgb_to_panoptic_ids
 
 __all__ = ["DatasetReport", "Finding", "check_dataset", "format_report"]
@@ -61,6 +61,12 @@ class _ImageResult:
     pixels: Dict[int, int] = field(default_factory=dict)
     ignored: int = 0
 
+    def error(self, file: str, message: str, bad_values: Tuple[int, ...] = ()) -> None:
+        self.findings.append(Finding("error", file, message, bad_values))
+
+    def count(self, c: int, pixels) -> None:
+        self.pixels[c] = self.pixels.get(c, 0) + int(pixels)
+
 
 def _image_size(path: str, result: _ImageResult) -> Optional[Tuple[int, int]]:
     """(H, W) of an image as training reads it (EXIF orientation applied), None if unreadable."""
@@ -69,7 +75,7 @@ def _image_size(path: str, result: _ImageResult) -> Optional[Tuple[int, int]]:
             return np.load(path, mmap_mode="r", allow_pickle=False).shape[:2]
         return read_image(path, "RGB").shape[:2]
     except (OSError, ValueError) as e:
-        result.findings.append(Finding("error", path, str(e)))
+        result.error(path, str(e))
         return None
 
 
@@ -83,25 +89,19 @@ def _check_semantic_labels(
     try:
         label = read_label_map(label_path)
     except OSError as e:
-        result.findings.append(Finding("error", label_path, str(e)))
+        result.error(label_path, str(e))
         return
     if label.ndim != 2:
-        result.findings.append(
-            Finding(
-                "error",
-                label_path,
-                f"has {label.shape[2]} channels; a label map holds one class index per pixel "
-                "(8/16-bit grey or a palette PNG), not colours",
-            )
+        result.error(
+            label_path,
+            f"has {label.shape[2]} channels; a label map holds one class index per pixel "
+            "(8/16-bit grey or a palette PNG), not colours",
         )
         return
     if image_size is not None and tuple(label.shape) != tuple(image_size):
-        result.findings.append(
-            Finding(
-                "error",
-                label_path,
-                f"is {_size_text(label.shape)} (W x H) but its image is {_size_text(image_size)}",
-            )
+        result.error(
+            label_path,
+            f"is {_size_text(label.shape)} (W x H) but its image is {_size_text(image_size)}",
         )
     values, counts = np.unique(label, return_counts=True)
     bad = [
@@ -112,95 +112,65 @@ def _check_semantic_labels(
     if bad:
         listed = ", ".join(f"{v} ({c} pixels)" for v, c in bad[:8])
         more = f", ... ({len(bad) - 8} more values)" if len(bad) > 8 else ""
-        result.findings.append(
-            Finding(
-                "error",
-                label_path,
-                f"label values {listed}{more} are outside the classes 0..{num_classes - 1} "
-                f"and not the ignore label {ignore_label}",
-                tuple(v for v, _ in bad),
-            )
+        result.error(
+            label_path,
+            f"label values {listed}{more} are outside the classes 0..{num_classes - 1} "
+            f"and not the ignore label {ignore_label}",
+            tuple(v for v, _ in bad),
         )
     for v, c in zip(values, counts):
         if 0 <= v < num_classes:
-            result.pixels[int(v)] = result.pixels.get(int(v), 0) + int(c)
+            result.count(int(v), c)
         elif v == ignore_label:
             result.ignored += int(c)
 
 
-def _check_semantic(d: Dict, num_classes: int, ignore_label: int) -> _ImageResult:
-    result = _ImageResult()
-    size = _image_size(d["file_name"], result)
-    _check_semantic_labels(size, d["sem_seg_file_name"], num_classes, ignore_label, result)
-    return result
-
-
-def _check_panoptic(d: Dict, num_classes: int, ignore_label: int) -> _ImageResult:
-    result = _ImageResult()
-    size = _image_size(d["file_name"], result)
+def _check_panoptic_labels(d: Dict, size, result: _ImageResult) -> None:
     listed = d.get("height"), d.get("width")
     if size is not None and listed[0] and tuple(listed) != tuple(size):
-        result.findings.append(
-            Finding(
-                "error",
-                d["file_name"],
-                f"is {_size_text(size)} but the panoptic JSON says {_size_text(listed)}",
-            )
+        result.error(
+            d["file_name"],
+            f"is {_size_text(size)} but the panoptic JSON says {_size_text(listed)}",
         )
     png = d["pan_seg_file_name"]
     try:
         rgb = read_label_map(png)
         ids = rgb_to_panoptic_ids(rgb[..., :3] if rgb.ndim == 3 else rgb, png)
     except (OSError, ValueError) as e:
-        result.findings.append(Finding("error", png, str(e)))
-        ids = None
-    if ids is not None:
-        if size is not None and ids.shape != tuple(size):
-            result.findings.append(
-                Finding(
-                    "error",
-                    png,
-                    f"is {_size_text(ids.shape)} but its image is {_size_text(size)}",
-                )
-            )
-        present, areas = np.unique(ids, return_counts=True)
-        segments = {s["id"]: s for s in d["segments_info"]}
-        unlisted = [int(i) for i in present if i != 0 and int(i) not in segments]
-        if unlisted:
-            result.findings.append(
-                Finding(
-                    "error",
-                    png,
-                    f"segment ids {unlisted[:8]}{' ...' if len(unlisted) > 8 else ''} have no "
-                    "entry in the JSON's segments_info (their class is unknown)",
-                )
-            )
-        absent = sorted(set(segments) - {int(i) for i in present})
-        if absent:
-            result.findings.append(
-                Finding("warning", png, f"segments_info ids {absent[:8]} have no pixels")
-            )
-        for i, area in zip(present, areas):
-            if int(i) in segments:
-                c = segments[int(i)]["category_id"]
-                result.pixels[c] = result.pixels.get(c, 0) + int(area)
-            elif i == 0:
-                result.ignored += int(area)
+        result.error(png, str(e))
+        return
+    if size is not None and ids.shape != tuple(size):
+        result.error(png, f"is {_size_text(ids.shape)} but its image is {_size_text(size)}")
+    present, areas = np.unique(ids, return_counts=True)
+    segments = {s["id"]: s for s in d["segments_info"]}
+    unlisted = [int(i) for i in present if i != 0 and int(i) not in segments]
+    if unlisted:
+        result.error(
+            png,
+            f"segment ids {unlisted[:8]}{' ...' if len(unlisted) > 8 else ''} have no "
+            "entry in the JSON's segments_info (their class is unknown)",
+        )
+    absent = sorted(set(segments) - {int(i) for i in present})
+    if absent:
+        result.findings.append(
+            Finding("warning", png, f"segments_info ids {absent[:8]} have no pixels")
+        )
+    for i, area in zip(present, areas):
+        if int(i) in segments:
+            result.count(segments[int(i)]["category_id"], area)
+        elif i == 0:
+            result.ignored += int(area)
+
+
+def _check_image(d: Dict, num_classes: int, ignore_label: int) -> _ImageResult:
+    """The image, its panoptic annotation if any, and its semantic label map if any."""
+    result = _ImageResult()
+    size = _image_size(d["file_name"], result)
+    if "pan_seg_file_name" in d:
+        _check_panoptic_labels(d, size, result)
     if d.get("sem_seg_file_name"):
         _check_semantic_labels(size, d["sem_seg_file_name"], num_classes, ignore_label, result)
     return result
-
-
-def _files(root: Optional[str], extensions: Tuple[str, ...]) -> List[str]:
-    if not root or not os.path.isdir(root):
-        return []
-    found = []
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        found += [
-            os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(extensions)
-        ]
-    return found
 
 
 def _unpaired(dicts: List[Dict], meta, kind: str) -> List[Finding]:
@@ -211,11 +181,11 @@ def _unpaired(dicts: List[Dict], meta, kind: str) -> List[Finding]:
     label_root = meta.get("sem_seg_root") if kind == "semantic" else meta.get("panoptic_root")
     label_exts = tuple({os.path.splitext(d[label_key])[1].lower() for d in dicts}) or (".png",)
     findings = []
-    for path in _files(meta.get("image_root"), IMAGE_EXTENSIONS):
+    for path in files_under(meta.get("image_root") or "", IMAGE_EXTENSIONS):
         if os.path.realpath(path) not in used:
             what = "label map" if kind == "semantic" else "panoptic annotation"
             findings.append(Finding("error", path, f"image without a {what}"))
-    for path in _files(label_root, label_exts):
+    for path in files_under(label_root or "", label_exts):
         if os.path.realpath(path) not in used:
             findings.append(Finding("error", path, "label file without an image"))
     return findings
@@ -285,14 +255,13 @@ def check_dataset(name: str, workers: int = 4, progress: bool = True) -> Dataset
     if not classes:
         report.findings.append(Finding("error", name, "has no 'stuff_classes' in its metadata"))
         return report
-    check = _check_semantic if report.kind == "semantic" else _check_panoptic
     report.num_images = len(dicts)
     report.pixels = np.zeros(len(classes), np.int64)
     report.images = np.zeros(len(classes), np.int64)
     report.present_pixels = np.zeros(len(classes), np.int64)
     report.findings += _unpaired(dicts, meta, report.kind)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = pool.map(lambda d: check(d, len(classes), ignore_label), dicts)
+        results = pool.map(lambda d: _check_image(d, len(classes), ignore_label), dicts)
         for r in tqdm(results, total=len(dicts), unit="image", disable=None if progress else True):
             report.findings += r.findings
             report.ignored_pixels += r.ignored

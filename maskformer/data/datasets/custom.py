@@ -68,16 +68,23 @@ def read_class_list(path: str) -> List[str]:
     return names
 
 
+def files_under(root: str, extensions: Tuple[str, ...]) -> List[str]:
+    """The files under `root` (recursively, sorted) whose lower-cased names end in `extensions`."""
+    found = []
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        found += [
+            os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(extensions)
+        ]
+    return found
+
+
 def _files_by_stem(root: str, extensions: Tuple[str, ...]) -> Dict[str, str]:
     """Relative path without extension -> path, for the files under `root` (recursively)."""
     found: Dict[str, str] = {}
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for f in sorted(files):
-            if f.lower().endswith(extensions):
-                path = os.path.join(directory, f)
-                stem = os.path.splitext(os.path.relpath(path, root))[0]
-                found.setdefault(stem, path)  # a.jpg and a.png: the first in sorted order
+    for path in files_under(root, extensions):
+        # a.jpg and a.png: the first in sorted order
+        found.setdefault(os.path.splitext(os.path.relpath(path, root))[0], path)
     return found
 
 
