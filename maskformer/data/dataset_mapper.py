@@ -98,14 +98,9 @@ class PanopticTargetBuilder:
         *,
         semantic_ignore_label: Optional[int] = None,
     ):
-        """
-        Args:
-            num_classes: K; `class_ids` outside [0, K) are not valid either.
-            class_ids: contiguous class ids declared by the training datasets' metadata.
-            semantic_ignore_label: if given, the semantic map ("sem_seg_file_name") is loaded
-                too, augmented with the rest (the category-area crop looks at it) and checked;
-                this is its ignore value.
-        """
+        """`class_ids`: the training datasets' contiguous ids (those in [0, `num_classes`) are
+        valid). With `semantic_ignore_label`, the semantic map is loaded, augmented (the
+        category-area crop looks at it) and checked too."""
         self.num_classes = num_classes
         self.class_ids = {int(c) for c in class_ids if 0 <= c < num_classes}
         self.semantic_ignore_label = semantic_ignore_label
@@ -151,13 +146,11 @@ def dataset_class_ids(dataset_names: Sequence[str]) -> List[int]:
 
 
 def image_format_of(cfg) -> str:
-    """INPUT.FORMAT, checked against the model's normalisation (the one check, for training,
-    evaluation and inference): MODEL.PIXEL_MEAN and PIXEL_STD have one value per channel of the
-    format (3 for RGB/BGR; one per letter of a multi-channel format such as "RGBN").
+    """INPUT.FORMAT, checked (for training, evaluation and inference alike) to have one
+    MODEL.PIXEL_MEAN/STD value per channel and no colour jitter if multi-channel.
 
     Raises:
-        ConfigValueError: the counts differ, or a colour jitter is asked for a multi-channel
-            format.
+        ConfigValueError: naming the keys at fault.
     """
     fmt = cfg.INPUT.FORMAT
     channels = len(fmt) if is_multichannel_format(fmt) else 1 if fmt == "L" else 3
@@ -206,8 +199,8 @@ def semantic_augmentations(cfg, ignore_label: int) -> List[T.Augmentation]:
 
 
 class DETRAugmentation(T.Augmentation):
-    """DETR's COCO augmentation: horizontal flip; half of the time, resize the short side to
-    400/500/600 and crop a random region; then resize to the training scale.
+    """DETR's COCO augmentation: `flip`; half of the time the `crop` augmentations (none if
+    None); then `resize`.
 
     Whether to crop is drawn first, before the flip, as DETR's mapper draws it: with the same
     seeds the sample is the official one (a `RandomApply` after the flip would swap the two
@@ -221,12 +214,6 @@ class DETRAugmentation(T.Augmentation):
         crop: Optional[Sequence[T.Augmentation]],
         resize: T.Augmentation,
     ):
-        """
-        Args:
-            flip: the flip, applied first.
-            crop: resize and crop applied after the flip half of the time; None: never.
-            resize: the final resize.
-        """
         super().__init__()
         self.flip, self.crop, self.resize = flip, crop, resize
         self._plain = T.AugmentationList([flip, resize])
@@ -239,7 +226,8 @@ class DETRAugmentation(T.Augmentation):
 
 
 def detr_augmentations(cfg) -> List[T.Augmentation]:
-    """DETR's COCO augmentation (`DETRAugmentation`) of the config's crop and training scale."""
+    """`DETRAugmentation`: flip; half of the time, resize the short side to 400/500/600 and crop
+    (if INPUT.CROP.ENABLED); then resize to the training scale."""
     crop = None
     if cfg.INPUT.CROP.ENABLED:
         crop = [
@@ -281,9 +269,6 @@ class MaskFormerDatasetMapper:
     ):
         """
         Args:
-            is_train: must be True; evaluation uses Detectron2's DatasetMapper.
-            augmentations: applied to the image and all label maps together.
-            image_format: format of the "image" output ("RGB", "BGR").
             size_divisibility: pad image and labels up to a multiple of this (<= 0: no padding).
             target_builder: object with `label_files` ({name: (dataset key, pad value)}),
                 `check(labels, dataset_dict)` and `__call__(labels, dataset_dict) -> Instances`.
@@ -325,12 +310,10 @@ class MaskFormerDatasetMapper:
         aug_input = T.AugInput(image, sem_seg=labels.get("sem_seg"))
         transforms = self.augmentations(aug_input)
         image = aug_input.image
-        for name in labels:
-            labels[name] = (
-                aug_input.sem_seg
-                if name == "sem_seg"
-                else transforms.apply_segmentation(labels[name])
-            )
+        for name in labels.keys() - {"sem_seg"}:
+            labels[name] = transforms.apply_segmentation(labels[name])
+        if "sem_seg" in labels:
+            labels["sem_seg"] = aug_input.sem_seg
 
         if self.size_divisibility > 0:
             image = _pad_to_multiple(image, self.size_divisibility, _IMAGE_PAD_VALUE)
@@ -412,11 +395,6 @@ class InferenceDatasetMapper:
 
     @configurable
     def __init__(self, *, augmentations: List[T.Augmentation], image_format: str):
-        """
-        Args:
-            augmentations: the test resize.
-            image_format: INPUT.FORMAT.
-        """
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
 
