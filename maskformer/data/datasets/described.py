@@ -1,11 +1,5 @@
-"""Datasets registered by a description file, so that every process knows them.
-
-Detectron2's registration lives only as long as the process. `tools/register_dataset.py` writes
-a small JSON file per dataset into the datasets directory, `$MASKFORMER_DATASETS_DIR` (default
-`$XDG_CONFIG_HOME/maskformer/datasets`, i.e. `~/.config/maskformer/datasets`), and
-`register_described_datasets()` registers every `*.json` there. `train_net.py`, `demo/demo.py`
-and the tools call it, so that they can use the dataset by name; in your own code, call it
-after `import maskformer`.
+"""Datasets registered by a description file (`<name>.json` in `datasets_dir()`), so that every
+process knows them (GETTING_STARTED.md, "2. Register it (once)").
 
 A semantic description (paths absolute; "colors", "ignore_label", "image_ext" optional):
 
@@ -19,9 +13,6 @@ A panoptic one ("semantic_labels", "instances_json" optional; categories as in C
     {"format": "maskformer-dataset-v1", "name": "shapes_pan_val", "type": "panoptic",
      "images": "...", "panoptic_masks": "...", "panoptic_json": "...json",
      "categories": [{"id": 11, "name": "disc", "isthing": 1, "color": [220, 40, 40]}, ...]}
-
-A description that cannot be used is reported (file and key) in a warning; its dataset name,
-when known, is registered so that using it raises that error.
 """
 
 from __future__ import annotations
@@ -36,7 +27,7 @@ from detectron2.data import DatasetCatalog
 
 from ...utils.file_io import write_text_atomically
 from .custom import register_sem_seg_folder
-from .panoptic import check_categories, register_coco_panoptic_folder
+from .panoptic import check_categories, is_rgb, register_coco_panoptic_folder
 
 __all__ = [
     "FORMAT",
@@ -60,8 +51,7 @@ _KEYS = {
         ("semantic_labels", "instances_json"),
     ),
 }
-_PATH_KEYS = ("images", "labels", "panoptic_masks", "panoptic_json", "semantic_labels")
-_PATH_KEYS += ("instances_json",)
+_PATH_KEYS = "images labels panoptic_masks panoptic_json semantic_labels instances_json".split()
 
 
 class DatasetDescriptionError(ValueError):
@@ -122,12 +112,7 @@ def _check(description: Any, source: str) -> Dict[str, Any]:
         if colors is not None and (
             not isinstance(colors, list)
             or len(colors) != len(classes)
-            or not all(
-                isinstance(c, list)
-                and len(c) == 3
-                and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-                for c in colors
-            )
+            or not all(map(is_rgb, colors))
         ):
             raise fail("colors", f"must be one [R, G, B] (0..255) per class ({len(classes)})")
         ignore = description.get("ignore_label", 255)
@@ -213,11 +198,6 @@ def _register_broken(name: str, error: DatasetDescriptionError) -> None:
     DatasetCatalog.register(name, load)
 
 
-def _name_in_file(path: str) -> Optional[str]:
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return stem if NAME_PATTERN.match(stem) else None
-
-
 def register_described_datasets(directory: Optional[str] = None) -> List[str]:
     """Register the dataset of every `*.json` description in `directory` (default
     `datasets_dir()`) that is not registered yet. Returns their names.
@@ -230,11 +210,11 @@ def register_described_datasets(directory: Optional[str] = None) -> List[str]:
         return []
     registered = []
     for entry in sorted(os.listdir(directory)):
-        if not entry.endswith(".json"):
+        name, ext = os.path.splitext(entry)
+        if ext != ".json":
             continue
         path = os.path.join(directory, entry)
-        name = _name_in_file(path)
-        if name is not None and name in DatasetCatalog.list():
+        if name in DatasetCatalog.list():
             logger.warning(
                 f"{path}: dataset '{name}' is registered already (built in, or by another "
                 "description); this description is not used"
@@ -242,10 +222,10 @@ def register_described_datasets(directory: Optional[str] = None) -> List[str]:
             continue
         try:
             register_description(read_description(path))
-        except (DatasetDescriptionError, ValueError) as e:
+        except ValueError as e:  # DatasetDescriptionError, or the registration's own
             error = e if isinstance(e, DatasetDescriptionError) else DatasetDescriptionError(str(e))
             logger.warning(f"Dataset description not used: {error}")
-            if name is not None and name not in DatasetCatalog.list():
+            if NAME_PATTERN.match(name) and name not in DatasetCatalog.list():
                 _register_broken(name, error)
             continue
         registered.append(name)

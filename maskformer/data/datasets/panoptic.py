@@ -191,6 +191,15 @@ def read_panoptic_categories(json_file: str) -> List[Dict]:
     return categories
 
 
+def is_rgb(color) -> bool:
+    """Whether `color` is a JSON colour [R, G, B] of integers in 0..255."""
+    return (
+        isinstance(color, list)
+        and len(color) == 3
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+    )
+
+
 def check_categories(categories: Sequence[Dict], source: str) -> None:
     """ValueError naming `source` and the entry unless every category is well formed."""
     seen = set()
@@ -207,11 +216,7 @@ def check_categories(categories: Sequence[Dict], source: str) -> None:
             if not valid(c.get(key)):
                 raise ValueError(f"{where}: '{key}' must be {what} (got {c.get(key)!r})")
         color = c.get("color")
-        if color is not None and (
-            not isinstance(color, list)
-            or len(color) != 3
-            or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)
-        ):
+        if color is not None and not is_rgb(color):
             raise ValueError(f"{where}: 'color' must be [R, G, B] in 0..255 (got {color!r})")
         if c["id"] == 0:
             raise ValueError(
