@@ -68,12 +68,10 @@ def sample_seed(seed: int, position: int) -> int:
 class ResumableBatchSampler(Sampler):
     """Infinite batches of `(index, sample_seed)` for one process, resumable by batch count.
 
-    The global stream is the concatenation of seeded random permutations of the dataset (or
-    0, 1, 2, ... without shuffling). It is cut into global batches of `batch_size` x `world_size`
-    samples, and rank r takes the r-th `batch_size` of each. With `portrait` (one orientation per
-    dataset dict), each global batch holds samples of one orientation, the first that fill a
-    global batch in stream order, as Detectron2's grouping does within one process. Either way the
-    samples of step t, over all ranks, do not depend on the number of processes.
+    The global stream is seeded random permutations of the dataset (or 0, 1, 2, ... without
+    shuffling), cut into global batches as docs/distributed.md states; with `portrait` (one
+    orientation per dataset dict) a global batch takes the first samples of one orientation that
+    fill it, as Detectron2's grouping does within one process.
     """
 
     def __init__(
@@ -123,17 +121,12 @@ class ResumableBatchSampler(Sampler):
                 yield bucket[:]
                 bucket.clear()
 
-    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
-        first = self.rank * self.batch_size
-        for batch in self._global_batches():
-            yield batch[first : first + self.batch_size]
-
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
-        batches = self._batches()
-        for _ in range(self.start_batch):
-            next(batches)  # cheap: indices only, no data is loaded
-        for batch in batches:
-            yield [(index, sample_seed(self.seed, position)) for position, index in batch]
+        first = self.rank * self.batch_size
+        # Skipping is cheap: indices only, no data is loaded.
+        for batch in itertools.islice(self._global_batches(), self.start_batch, None):
+            mine = batch[first : first + self.batch_size]
+            yield [(index, sample_seed(self.seed, position)) for position, index in mine]
 
     # Checkpointable: the stream seed must survive a resume when cfg.SEED is random.
     def state_dict(self) -> Dict[str, int]:
@@ -146,20 +139,16 @@ class ResumableBatchSampler(Sampler):
 @contextlib.contextmanager
 def _seeded_rngs(seed: int):
     """Seed numpy, random and torch (augmentations use them), restoring their state after."""
-    np_state, py_state, torch_state = (
-        np.random.get_state(),
-        random.getstate(),
-        torch.get_rng_state(),
-    )
+    states = np.random.get_state(), random.getstate(), torch.get_rng_state()
     np.random.seed(seed % 2**32)
     random.seed(seed)
     torch.manual_seed(seed)
     try:
         yield
     finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        torch.set_rng_state(torch_state)
+        np.random.set_state(states[0])
+        random.setstate(states[1])
+        torch.set_rng_state(states[2])
 
 
 class SeededMapDataset(Dataset):
@@ -187,10 +176,8 @@ def build_test_mapper(cfg) -> Callable[[Dict], Dict]:
 
 
 class WithPanopticGroundTruth:
-    """A test mapper whose outputs also hold the image's panoptic ground truth: "pan_seg_gt",
-    the dataset dict's "pan_seg_file_name" as `CompactIds` (original resolution, one byte per
-    pixel for up to 254 segments), decoded in the loader's worker processes instead of the
-    evaluation loop. Dicts without the file pass through unchanged."""
+    """A test mapper whose outputs also hold "pan_seg_gt": the dict's "pan_seg_file_name" (if
+    any) as `CompactIds`, decoded in the loader's workers instead of the evaluation loop."""
 
     def __init__(self, mapper: Callable[[Dict], Dict]):
         self.mapper = mapper
@@ -205,10 +192,8 @@ class WithPanopticGroundTruth:
 
 
 def build_test_loader(cfg, dataset_name: str) -> Iterable[List[Dict]]:
-    """Detectron2's test loader with `build_test_mapper`, batching up to TEST.IMS_PER_BATCH
-    images of one size (`SameSizeBatches`: the batch size never changes a result); with
-    panoptic output, its workers decode the panoptic ground truth for the evaluator too
-    (`WithPanopticGroundTruth`), off the evaluation loop."""
+    """Detectron2's test loader with `build_test_mapper`, in `SameSizeBatches` of up to
+    TEST.IMS_PER_BATCH; with panoptic output, `WithPanopticGroundTruth`."""
     mapper = build_test_mapper(cfg)
     if cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON:
         mapper = WithPanopticGroundTruth(mapper)
