@@ -91,12 +91,9 @@ def _files_by_stem(root: str, extensions: Tuple[str, ...]) -> Dict[str, str]:
 def pair_sem_seg_files(
     image_root: str, sem_seg_root: str, image_ext: Optional[str] = None, gt_ext: str = "png"
 ) -> Tuple[List[Tuple[str, str]], List[str], List[str]]:
-    """Pair images and label maps by their path relative to the two folders, without extension.
+    """Pair images and label maps by their path relative to the two folders (searched
+    recursively), without extension. `image_ext` None: any of IMAGE_EXTENSIONS, in any case.
 
-    Args:
-        image_root, sem_seg_root: the two folders (searched recursively).
-        image_ext: the images' extension; None: any of IMAGE_EXTENSIONS (any case).
-        gt_ext: the label maps' extension.
     Returns:
         (image, label map) pairs sorted by name; images without a label map; label maps
         without an image.
@@ -157,26 +154,15 @@ def register_sem_seg_folder(
     how_to_prepare: str = "",
     dataset_id_to_contiguous_id: Optional[Dict[int, int]] = None,
 ) -> None:
-    """Register a semantic segmentation dataset stored as two parallel folders.
+    """Register a semantic segmentation dataset stored as two parallel folders, with the
+    metadata the mappers, evaluators and visualiser read.
 
-    `image_root/a/b.jpg` is paired with `sem_seg_root/a/b.png` (subfolders searched, files
-    paired by their relative path without extension): a single-channel label map whose values
-    are class indices into `classes` (0 .. K-1) or `ignore_label`. Images without a label map
-    and label maps without an image are left out, with a warning; loading the dataset raises
-    FileNotFoundError, naming the folder, if no image has a label map. The dataset is then
-    usable as `DATASETS.TRAIN/TEST: ("name",)` with `MODEL.SEM_SEG_HEAD.NUM_CLASSES: K`; its
-    metadata has every key the mappers, evaluators and visualiser read.
+    Images and single-channel label maps (values: indices into `classes`, or `ignore_label`)
+    are paired by `pair_sem_seg_files`; unpaired files are left out with a warning, and loading
+    raises FileNotFoundError, naming the folder, if no image has a label map.
 
     Args:
-        name: dataset name for Detectron2's catalogs.
-        image_root, sem_seg_root: the two folders.
-        classes: class names, in label-value order.
-        colors: RGB colour per class for drawing (default: distinct generated colours).
-        ignore_label: label value of unlabelled pixels.
-        image_ext: the images' extension ("jpg"); None (default): any of IMAGE_EXTENSIONS,
-            in any case.
-        gt_ext: the label maps' extension.
-        evaluator_type: how `train_net.py` evaluates it ("sem_seg").
+        colors: RGB colour per class for drawing (default: `default_colors`).
         prepare: called before every load of the file list, e.g. to generate the data once.
         how_to_prepare: appended to the error raised when a directory is missing: where the data
             is expected and which script makes it.

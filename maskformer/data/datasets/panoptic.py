@@ -43,13 +43,9 @@ def load_panoptic_json(
     `sem_seg_root` is given, and an unknown category names the file, image, segment and id.
 
     Args:
-        json_file: the panoptic JSON.
-        image_root: images, named like the PNGs with `image_ext`.
-        panoptic_root: the panoptic PNGs.
         metadata: with "thing_dataset_id_to_contiguous_id" and "stuff_dataset_id_to_contiguous_id"
             (a category in both is a thing).
         sem_seg_root: semantic label maps, named like the PNGs.
-        image_ext: extension of the image files not listed in the JSON's "images".
     Returns:
         dicts with "file_name", "image_id", "pan_seg_file_name", "segments_info" (category_id
         contiguous, "isthing" added), maybe "height", "width", "sem_seg_file_name".
@@ -141,14 +137,11 @@ def register_panoptic(
     evaluator reads.
 
     Args:
-        name: dataset name for Detectron2's catalogs.
         metadata: class names/colours and the thing/stuff id maps. For semantic evaluation the
             stuff map must cover every class (SemSegEvaluator maps every label through it).
-        image_root, panoptic_root, panoptic_json: the COCO panoptic layout.
-        sem_seg_root: semantic label maps (enables semantic training and mIoU).
         instances_json: COCO instances JSON of the things (enables instance AP); its category ids
             must map to contiguous thing ids 0..T-1, as COCOEvaluator requires.
-        evaluator_type: how evaluation is chosen (`maskformer.evaluation.EVALUATORS`).
+        evaluator_type: a key of `maskformer.evaluation.EVALUATORS`.
         missing_hint: what to do when the files are missing, for the error message.
         prepare: called before every load, e.g. to generate the data once.
     """
@@ -177,8 +170,7 @@ def register_panoptic(
 
 
 def read_panoptic_categories(json_file: str) -> List[Dict]:
-    """The "categories" of a COCO-panoptic JSON, checked: each has an int "id", a "name" and
-    "isthing" (0/1); "color" ([R, G, B]) is optional. Raises ValueError naming the file."""
+    """The "categories" of a COCO-panoptic JSON, checked by `check_categories`."""
     try:
         with PathManager.open(json_file) as f:
             data = json.load(f)
@@ -262,21 +254,9 @@ def register_coco_panoptic_folder(
     sem_seg_root: Optional[str] = None,
     instances_json: Optional[str] = None,
 ) -> None:
-    """Register your own data in the COCO panoptic format, with every metadata key the
-    MaskFormer mappers and evaluators read (PQ; mIoU with `sem_seg_root`; AP with
-    `instances_json`).
-
-    Args:
-        name: dataset name for Detectron2's catalogs.
-        image_root: the images, named as in the JSON's "images" (else like the PNGs, .jpg).
-        panoptic_root: one RGB PNG per image (segment id = R + 256 G + 256^2 B, 0 = void).
-        panoptic_json: COCO panoptic JSON: "annotations" (file_name, image_id, segments_info),
-            "images", "categories".
-        categories: id, name, isthing, color per category; default: the JSON's (read now).
-        sem_seg_root: optional single-channel label maps named like the PNGs, valued by the
-            contiguous ids of `panoptic_metadata` (things first), 255 = void.
-        instances_json: optional COCO instances JSON of the things, for instance AP.
-    """
+    """Register your own data in the COCO panoptic format (module docstring): PQ; mIoU with
+    `sem_seg_root`, whose label maps hold the contiguous ids of `panoptic_metadata`; AP with
+    `instances_json`. `categories` (id, name, isthing, color): default the JSON's, read now."""
     if categories is None:
         categories = read_panoptic_categories(panoptic_json)
     check_categories(categories, f"dataset '{name}'")
