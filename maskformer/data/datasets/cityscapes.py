@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
@@ -43,7 +43,28 @@ CITYSCAPES_COLORS = [
 ]  # fmt: skip
 
 
-def _load(name: str, image_dir: str, gt_dir: str, how_to_prepare: str) -> List[Dict]:
+def _how_to_prepare(base: str, *commands: str) -> str:
+    made = " and ".join(f"`CITYSCAPES_DATASET={base} {c}`" for c in commands)
+    return (
+        f"Expected Cityscapes in {base}: leftImg8bit/ and gtFine/ from "
+        f"leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, then {made} "
+        "(cityscapesscripts; datasets/README.md)."
+    )
+
+
+def _reregister(name: str, load: Callable[[str, Dict], List[Dict]], **paths) -> None:
+    """Replace Detectron2's loader of `name` by `load(name, metadata)`, keeping the metadata
+    Detectron2 gives the dataset, with `paths` added."""
+    meta = MetadataCatalog.get(name).as_dict()
+    meta.pop("name")
+    meta.update(paths)
+    unregister(name)
+    DatasetCatalog.register(name, lambda: load(name, meta))
+    MetadataCatalog.get(name).set(**meta)
+
+
+def _load(name: str, meta: Dict, how_to_prepare: str) -> List[Dict]:
+    image_dir, gt_dir = meta["image_dir"], meta["gt_dir"]
     for what, path in (("image", image_dir), ("ground-truth", gt_dir)):
         if not os.path.isdir(path):
             raise FileNotFoundError(
@@ -57,30 +78,18 @@ def _load(name: str, image_dir: str, gt_dir: str, how_to_prepare: str) -> List[D
 
 
 def register_cityscapes_sem_seg(root: str) -> None:
-    """Point `cityscapes_fine_sem_seg_{train,val,test}` at `root` (normally $DETECTRON2_DATASETS).
-
-    Keeps the metadata Detectron2 gives these datasets (classes, ignore label 255, evaluator
-    type), with the directories under `root` and `stuff_colors` added.
-    """
+    """Point `cityscapes_fine_sem_seg_{train,val,test}` at `root` (normally $DETECTRON2_DATASETS),
+    with `stuff_colors` added to their metadata."""
     base = os.path.join(root, "cityscapes")
-    how_to_prepare = (
-        f"Expected Cityscapes in {base}: leftImg8bit/ and gtFine/ from "
-        "leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, then the train-id label maps "
-        "made by cityscapesscripts: "
-        f"`CITYSCAPES_DATASET={base} csCreateTrainIdLabelImgs` (datasets/README.md)."
-    )
+    how = _how_to_prepare(base, "csCreateTrainIdLabelImgs")
     for split in ("train", "val", "test"):
-        name = f"cityscapes_fine_sem_seg_{split}"
-        meta = MetadataCatalog.get(name).as_dict()
-        meta.pop("name")
-        image_dir = os.path.join(base, "leftImg8bit", split)
-        gt_dir = os.path.join(base, "gtFine", split)
-        meta.update(image_dir=image_dir, gt_dir=gt_dir, stuff_colors=CITYSCAPES_COLORS)
-        unregister(name)
-        DatasetCatalog.register(
-            name, lambda n=name, i=image_dir, g=gt_dir: _load(n, i, g, how_to_prepare)
+        _reregister(
+            f"cityscapes_fine_sem_seg_{split}",
+            lambda name, meta: _load(name, meta, how),
+            image_dir=os.path.join(base, "leftImg8bit", split),
+            gt_dir=os.path.join(base, "gtFine", split),
+            stuff_colors=CITYSCAPES_COLORS,
         )
-        MetadataCatalog.get(name).set(**meta)
 
 
 def load_cityscapes_panoptic(
@@ -137,30 +146,17 @@ def _load_panoptic(name: str, meta: Dict, how_to_prepare: str) -> List[Dict]:
 
 
 def register_cityscapes_panoptic(root: str) -> None:
-    """Point `cityscapes_fine_panoptic_{train,val}` at `root` (normally $DETECTRON2_DATASETS).
-
-    Keeps the metadata Detectron2 gives these datasets (the 19 classes as things and stuff by
-    contiguous id, the category-id maps, `label_divisor`, evaluator type), with the paths under
-    `root`.
-    """
+    """Point `cityscapes_fine_panoptic_{train,val}` at `root` (normally $DETECTRON2_DATASETS)."""
     base = os.path.join(root, "cityscapes")
-    how_to_prepare = (
-        f"Expected Cityscapes in {base}: leftImg8bit/ and gtFine/ from "
-        "leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, then "
-        f"`CITYSCAPES_DATASET={base} csCreateTrainIdLabelImgs` and "
-        f"`CITYSCAPES_DATASET={base} csCreatePanopticImgs --set-names train val` "
-        "(cityscapesscripts; datasets/README.md)."
+    how = _how_to_prepare(
+        base, "csCreateTrainIdLabelImgs", "csCreatePanopticImgs --set-names train val"
     )
     for split in ("train", "val"):
-        name = f"cityscapes_fine_panoptic_{split}"
-        meta = MetadataCatalog.get(name).as_dict()
-        meta.pop("name")
-        meta.update(
+        _reregister(
+            f"cityscapes_fine_panoptic_{split}",
+            lambda name, meta: _load_panoptic(name, meta, how),
             image_root=os.path.join(base, "leftImg8bit", split),
             gt_dir=os.path.join(base, "gtFine", split),
             panoptic_root=os.path.join(base, "gtFine", f"cityscapes_panoptic_{split}"),
             panoptic_json=os.path.join(base, "gtFine", f"cityscapes_panoptic_{split}.json"),
         )
-        unregister(name)
-        DatasetCatalog.register(name, lambda n=name, m=meta: _load_panoptic(n, m, how_to_prepare))
-        MetadataCatalog.get(name).set(**meta)
