@@ -31,12 +31,6 @@ __all__ = [
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def _to_8_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit greyscale PIL image scaled to 8 bits ("L"): 65535 -> 255."""
-    values = np.asarray(image).astype(np.float32)
-    return Image.fromarray(np.clip(values / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
-
-
 # INPUT.FORMAT values Detectron2 converts images to. Any other value names the channels of a
 # multi-channel image read as stored, one letter per channel ("RGBN": red, green, blue,
 # near-infrared; "RGBD": colour and depth).
@@ -50,12 +44,10 @@ def is_multichannel_format(image_format: str) -> bool:
 
 
 def read_multichannel_image(file_name: str, num_channels: int) -> np.ndarray:
-    """(H, W, C) image with its channels in the file's order and its stored dtype.
-
-    Reads `.npy` arrays ((H, W, C) or (H, W)) and anything OpenCV reads unchanged: one image of
-    1, 3 or 4 channels (OpenCV's BGR(A) order put back to the file's), or a multi-page TIFF of
-    one band per page (the bands stacked in page order). OpenCV reads a fourth channel that a
-    TIFF marks as alpha premultiplied: keep 4 bands as pages or in a .npy file instead.
+    """(H, W, C) image with its channels in the file's order and its stored dtype, from a `.npy`
+    array or anything OpenCV reads unchanged (a multi-page TIFF: one band per page). OpenCV
+    reads a fourth channel that a TIFF marks as alpha premultiplied: keep 4 bands as pages or in
+    a .npy file instead.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -107,22 +99,18 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def read_image(file_name: str, image_format: str) -> np.ndarray:
-    """(H, W, C) image in `image_format`, EXIF orientation applied.
-
-    For a Detectron2 format ("RGB", "BGR", "L", ...): uint8, as Detectron2's `read_image`,
-    except that 16-bit greyscale images are scaled to 8 bits (PIL would clip them). For any
-    other format (a multi-channel one, e.g. "RGBN"): `read_multichannel_image`, stored dtype.
-    An unreadable file raises an error naming it: FileNotFoundError when it does not exist,
-    OSError when it is not an image, truncated or corrupt.
-    """
+    """(H, W, C) image in `image_format`: for a Detectron2 format, uint8 as Detectron2's
+    `read_image` (EXIF orientation applied; 16-bit greyscale scaled, not clipped); otherwise
+    `read_multichannel_image`. Raises FileNotFoundError or OSError naming the file."""
     if is_multichannel_format(image_format):
         return read_multichannel_image(file_name, len(image_format))
     try:
         with PathManager.open(file_name, "rb") as f, Image.open(f) as image:
             # Detectron2's own EXIF handling, so that training and the demo read images alike.
             image = utils._apply_exif_orientation(image)
-            if image.mode in _HIGH_BIT_DEPTH_MODES:
-                image = _to_8_bit(image)
+            if image.mode in _HIGH_BIT_DEPTH_MODES:  # scaled to 8 bits: 65535 -> 255
+                values = np.clip(np.asarray(image).astype(np.float32) / 257.0 + 0.5, 0, 255)
+                image = Image.fromarray(values.astype(np.uint8), "L")
             return utils.convert_PIL_to_numpy(image, image_format)
     except FileNotFoundError:
         raise FileNotFoundError(f"Image file not found: {file_name}") from None
@@ -180,13 +168,8 @@ def panoptic_ids_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 
 def save_image_atomically(rgb: np.ndarray, path: str, jpeg_quality: int = 95) -> None:
-    """Write an (H, W, 3) uint8 RGB image in the format its extension names (OpenCV's), so
-    that it appears complete or not at all (see `write_atomically`).
-
-    Raises:
-        OSError: naming `path`, if OpenCV has no encoder for its extension or the file cannot
-            be written.
-    """
+    """Write an (H, W, 3) uint8 RGB image in the format its extension names (OpenCV's), with
+    `write_atomically`. Raises OSError naming `path`."""
     ext = os.path.splitext(path)[1]
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext.lower() in (".jpg", ".jpeg") else []
     try:
