@@ -42,14 +42,9 @@ class CompactIds(NamedTuple):
 def read_panoptic_ids(file_name: str) -> np.ndarray:
     """(H, W) uint32 segment ids R + 256 G + 256^2 B of a COCO panoptic PNG.
 
-    An 8-bit RGB or RGBA PNG (every COCO panoptic PNG) is decoded by OpenCV, whose decoder is
-    faster than PIL's, with the ids assembled in one pass; any other file is read by PIL as
-    panopticapi reads it, and must be RGB(A) too.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        OSError: it cannot be read as an image.
-        ValueError: it is not an RGB image (naming the file and the shape read).
+    An 8-bit RGB(A) PNG (every COCO panoptic PNG) is decoded by OpenCV, faster than PIL; any
+    other file is read by PIL as panopticapi reads it. Raises FileNotFoundError, OSError (not
+    readable) or ValueError (not 8-bit RGB), naming the file.
     """
     try:
         with PathManager.open(file_name, "rb") as f:

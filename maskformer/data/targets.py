@@ -28,11 +28,11 @@ def check_semantic_labels(
     values = np.unique(sem_seg)
     bad = values[((values < 0) | (values >= num_classes)) & (values != ignore_label)]
     if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
         raise ValueError(
-            f"{file_name}: label value(s) {shown} outside the class range [0, {num_classes}) and "
-            f"not the ignore label {ignore_label}. Check MODEL.SEM_SEG_HEAD.NUM_CLASSES and the "
-            "dataset's label conversion (e.g. datasets/prepare_ade20k_sem_seg.py)."
+            f"{file_name}: label value(s) {_shown(bad)} outside the class range "
+            f"[0, {num_classes}) and not the ignore label {ignore_label}. Check "
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES and the dataset's label conversion (e.g. "
+            "datasets/prepare_ade20k_sem_seg.py)."
         )
 
 
@@ -72,7 +72,6 @@ def check_panoptic_labels(
         pan_ids: (H, W) segment ids, 0 = void.
         segments_info: dicts with "id" and "category_id" (contiguous).
         class_ids: the contiguous class ids the dataset's metadata and the model both know.
-        file_name: the panoptic PNG, named in errors.
     """
     listed = [int(s["id"]) for s in segments_info]
     if len(set(listed)) != len(listed):
