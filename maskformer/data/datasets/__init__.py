@@ -1,11 +1,6 @@
-"""Dataset registrations; importing this module registers the built-in datasets in Detectron2's
-catalog.
-
-Datasets are looked for under $DETECTRON2_DATASETS (default: ./datasets), as in Detectron2;
-datasets/README.md describes the expected layouts. Your own datasets, described by
-`tools/register_dataset.py` in $MASKFORMER_DATASETS_DIR (default ~/.config/maskformer/datasets),
-are registered by an explicit `register_described_datasets()` (described.py), which
-`train_net.py`, the demo and the tools call; importing reads no file of yours.
+"""Importing this module registers the built-in datasets, under $DETECTRON2_DATASETS
+(datasets/README.md). Described datasets of your own are registered by an explicit
+`register_described_datasets()` (described.py); importing reads no file of yours.
 """
 
 from ..preparation import datasets_root

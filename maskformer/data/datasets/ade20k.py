@@ -1,12 +1,7 @@
-"""ADE20K-150 (SceneParsing, `ADEChallengeData2016`): semantic and panoptic segmentation.
-
-Detectron2 registers `ade20k_sem_seg_{train,val}` itself; this replaces their loaders with ones
-that say what to do when the data is missing, instead of failing on an empty directory listing,
-and adds the benchmark's colours to their metadata.
-
-`ade20k_panoptic_{train,val}`: the same 150 classes, 100 of them things, in the COCO panoptic
-format made by `datasets/prepare_ade20k_pan_seg.py` from the instance annotations of the
-SceneParsing challenge, with the semantic maps of `ade20k_sem_seg_*` alongside.
+"""ADE20K-150 (SceneParsing): `ade20k_sem_seg_{train,val}` (Detectron2's registrations, with
+loaders that say what to do when the data is missing and the benchmark's colours added) and
+`ade20k_panoptic_{train,val}` (the same 150 classes, 100 of them things, in the COCO panoptic
+format made by `datasets/prepare_ade20k_pan_seg.py`); layout: datasets/README.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""ADE20K-Full semantic segmentation: 847 classes, 16-bit TIFF labels (ignore label 65535).
-
-Registers `ade20k_full_sem_seg_{train,val}` on the output of
-`datasets/prepare_ade20k_full_sem_seg.py`:
-    <root>/ADE20K_2021_17_01/images_detectron2/{training,validation}/*.jpg
-    <root>/ADE20K_2021_17_01/annotations_detectron2/{training,validation}/*.tif
+"""ADE20K-Full semantic segmentation, `ade20k_full_sem_seg_{train,val}`: 847 classes, 16-bit
+TIFF labels (ignore label 65535); layout: datasets/README.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""Cityscapes through Detectron2's registrations: semantic segmentation (19 classes,
-`cityscapes_fine_sem_seg_*`) and panoptic segmentation (the same 19 classes, 8 of them things,
-`cityscapes_fine_panoptic_{train,val}`).
+"""Cityscapes through Detectron2's registrations: `cityscapes_fine_sem_seg_{train,val,test}` (19
+classes) and `cityscapes_fine_panoptic_{train,val}` (the same classes, 8 of them things).
 
-Detectron2 registers these datasets with their metadata and evaluator types
-(`cityscapes_sem_seg`, `cityscapes_panoptic_seg`). This re-registers them under a given root with
-loaders that say what is missing and which cityscapesscripts command makes it, instead of failing
-deep inside Detectron2, and adds the Cityscapes colours to the semantic metadata. Layout (the
-official zips, plus the files cityscapesscripts makes from them):
-    <root>/cityscapes/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png
-    <root>/cityscapes/gtFine/{train,val,test}/<city>/*_gtFine_{labelIds,labelTrainIds,
-        instanceIds}.png, *_gtFine_polygons.json
-    <root>/cityscapes/gtFine/cityscapes_panoptic_{train,val}.json and
-        cityscapes_panoptic_{train,val}/*_gtFine_panoptic.png
+Re-registered under a given root (layout: datasets/README.md) with loaders that say what is
+missing and which cityscapesscripts command makes it, instead of failing deep inside Detectron2;
+the semantic metadata gains the Cityscapes colours.
 """
 
 from __future__ import annotations
@@ -101,11 +93,7 @@ def load_cityscapes_panoptic(
     which are the train ids), plus "height", "width" and "isthing"; each image's files are named
     by its image id ("<city>_<sequence>_<frame>") rather than found by editing the image path,
     which goes wrong under a root whose path has a "." or "leftImg8bit" in it.
-
-    Args:
-        image_dir: leftImg8bit/<split>; gt_dir: gtFine/<split> (the train-id maps).
-        panoptic_root, panoptic_json: gtFine/cityscapes_panoptic_<split>{/,.json}.
-        metadata: with "thing_dataset_id_to_contiguous_id", "stuff_dataset_id_to_contiguous_id".
+    `metadata` as for `load_panoptic_json`.
     """
     dicts = load_panoptic_json(panoptic_json, image_dir, panoptic_root, metadata)
     for d in dicts:

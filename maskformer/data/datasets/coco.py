@@ -1,11 +1,6 @@
 """COCO panoptic: Detectron2's built-in `coco_2017_{train,val}_panoptic`, plus their
-`_with_sem_seg` variants (semantic maps for training and mIoU), as Mask2Former names them.
-
-Detectron2 registers `coco_2017_{train,val}_panoptic` itself ($DETECTRON2_DATASETS/coco/...:
-`{train,val}2017/`, `panoptic_{train,val}2017/`, `annotations/panoptic_{train,val}2017.json`,
-and `annotations/instances_{train,val}2017.json` for AP). The `_with_sem_seg` variants add
-`panoptic_semseg_{train,val}2017/`, made by
-`datasets/prepare_coco_semantic_annos_from_panoptic_annos.py`.
+`_with_sem_seg` variants (semantic maps for training and mIoU), as Mask2Former names them;
+layout: datasets/README.md.
 """
 
 from __future__ import annotations

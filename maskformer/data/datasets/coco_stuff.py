@@ -1,12 +1,6 @@
-"""COCO-Stuff semantic segmentation, 171 classes: COCO-Stuff-10K (v1.0) and COCO-Stuff-164K.
-
-`coco_2017_{train,test}_stuff_10k_sem_seg` (output of `datasets/prepare_coco_stuff_10k_sem_seg.py`):
-    <root>/coco/coco_stuff_10k/images_detectron2/{train,test}/*.jpg
-    <root>/coco/coco_stuff_10k/annotations_detectron2/{train,test}/*.png
-`coco_2017_{train,val}_stuff_sem_seg` (labels from `datasets/prepare_coco_stuff_164k_sem_seg.py`):
-    <root>/coco/{train2017,val2017}/*.jpg
-    <root>/coco/stuffthingmaps_detectron2/{train2017,val2017}/*.png
-Label values are contiguous ids 0..170, 255 = unlabelled.
+"""COCO-Stuff semantic segmentation, 171 classes (contiguous ids 0..170, 255 = unlabelled):
+`coco_2017_{train,test}_stuff_10k_sem_seg` (COCO-Stuff-10K v1.0) and
+`coco_2017_{train,val}_stuff_sem_seg` (COCO-Stuff-164K); layouts: datasets/README.md.
 """
 
 from __future__ import annotations

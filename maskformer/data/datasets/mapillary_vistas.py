@@ -1,8 +1,5 @@
-"""Mapillary Vistas v1.2 semantic segmentation: 65 classes, ignore label 65.
-
-Registers `mapillary_vistas_sem_seg_{train,val}` on the dataset as distributed (no preparation):
-    <root>/mapillary_vistas/{training,validation}/images/*.jpg
-    <root>/mapillary_vistas/{training,validation}/labels/*.png   (palette PNGs of class indices)
+"""Mapillary Vistas v1.2 semantic segmentation, `mapillary_vistas_sem_seg_{train,val}`: 65
+classes, ignore label 65, the dataset as distributed (layout: datasets/README.md).
 """
 
 from __future__ import annotations
