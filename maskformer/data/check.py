@@ -224,13 +224,9 @@ def _summarise_bad_values(
 
 
 def check_dataset(name: str, workers: int = 4, progress: bool = True) -> DatasetReport:
-    """Read every file of the registered dataset `name` and report what is wrong with it.
+    """Read every file of the registered dataset `name` (semantic or panoptic) with `workers`
+    threads (decoding releases the GIL) and report what is wrong with it.
 
-    Args:
-        name: a registered dataset (semantic: "sem_seg_file_name" per image; panoptic:
-            "pan_seg_file_name" and "segments_info").
-        workers: threads reading files (decoding releases the GIL).
-        progress: show a progress bar.
     Raises:
         KeyError: `name` is not registered.
     """

@@ -54,8 +54,7 @@ def load_panoptic_json(
     stuff = metadata["stuff_dataset_id_to_contiguous_id"]
     with PathManager.open(json_file) as f:
         data = json.load(f)
-    sizes = {im["id"]: (im.get("height"), im.get("width")) for im in data.get("images", [])}
-    image_files = {im["id"]: im.get("file_name") for im in data.get("images", [])}
+    images = {im["id"]: im for im in data.get("images", [])}
     dicts = []
     for ann in data["annotations"]:
         segments = []
@@ -79,18 +78,16 @@ def load_panoptic_json(
             isthing = cat in things
             contiguous = things[cat] if isthing else stuff[cat]
             segments.append({**seg, "category_id": contiguous, "isthing": isthing})
-        image_file = image_files.get(ann["image_id"])
-        if not image_file:
-            image_file = os.path.splitext(ann["file_name"])[0] + image_ext
+        image = images.get(ann["image_id"], {})
+        image_file = image.get("file_name") or os.path.splitext(ann["file_name"])[0] + image_ext
         d = {
             "file_name": os.path.join(image_root, image_file),
             "image_id": ann["image_id"],
             "pan_seg_file_name": os.path.join(panoptic_root, ann["file_name"]),
             "segments_info": segments,
         }
-        height, width = sizes.get(ann["image_id"], (None, None))
-        if height and width:
-            d["height"], d["width"] = height, width
+        if image.get("height") and image.get("width"):
+            d["height"], d["width"] = image["height"], image["width"]
         if sem_seg_root is not None:
             d["sem_seg_file_name"] = os.path.join(sem_seg_root, ann["file_name"])
         dicts.append(d)

@@ -1,12 +1,9 @@
 """A generated semantic-segmentation dataset for trying MaskFormer without downloading anything.
 
 Randomly coloured shapes of five classes, each with its own texture, on a cluttered background,
-with a thin "ignore" band along every object boundary (as in PASCAL VOC). It is written once, in
-the ADE20K on-disk layout (`images/{training,validation}/*.jpg`,
-`annotations_detectron2/{training,validation}/*.png`),
-under `$MASKFORMER_CACHE/quickstart-v3` (default `~/.cache/maskformer`), and registered as
-`quickstart_sem_seg_train` / `quickstart_sem_seg_val` like a real dataset. Tests use
-`write_shapes_split` to make small datasets of the same kind.
+with a thin "ignore" band along every object boundary (as in PASCAL VOC). Written once in the
+ADE20K layout under `quickstart_root()` (GETTING_STARTED.md) and registered as
+`quickstart_sem_seg_{train,val}`; tests use `write_shapes_split` for small datasets of the kind.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """A generated COCO-panoptic dataset: textured shapes (things) on a wall and a floor (stuff).
 
-Panoptic, semantic and instance segmentation without downloading anything, in COCO's on-disk
-layout under one root directory:
-
-    {split}2017/*.jpg                        images
-    panoptic_{split}2017/*.png               segment ids as RGB (R + 256 G + 256^2 B, 0 = void)
-    panoptic_semseg_{split}2017/*.png        contiguous class per pixel, 255 = void
-    annotations/panoptic_{split}2017.json    images, annotations (segments_info), categories
-    annotations/instances_{split}2017.json   the thing segments as RLE, for instance AP
-
-As in COCO, category ids are not contiguous and the things come first (contiguous ids 0..4, then
-the two stuff classes 5, 6). About one shape in seven is a crowd region; a thin void band
-separates touching segments. Generated once under `$MASKFORMER_CACHE/quickstart-panoptic-v2` and
-registered as `quickstart_panoptic_{train,val}`; tests write small datasets with
-`write_panoptic_split` and register them with `register_quickstart_panoptic`.
+Panoptic, semantic and instance segmentation without downloading anything, in COCO's layout
+(datasets/README.md, "COCO panoptic and instances") under one root, with the semantic maps in
+`panoptic_semseg_{split}2017/`. As in COCO, category ids are not contiguous and the things come
+first (contiguous ids 0..4, then the two stuff classes 5, 6). About one shape in seven is a crowd
+region; a thin void band separates touching segments. Generated once under
+`quickstart_root(_VERSION)` and registered as `quickstart_panoptic_{train,val}`; tests write
+small datasets with `write_panoptic_split` and register them with `register_quickstart_panoptic`.
 """
 
 from __future__ import annotations
