@@ -1,9 +1,5 @@
-"""Hugging Face `MaskFormerForInstanceSegmentation` <-> MaskFormer (official layout) conversion.
-
-Weights: `hf_to_maskformer` and `maskformer_to_hf` map state dicts by name, splitting or fusing
-the packed q/k/v projections; they need no `transformers` install. Configs:
-`maskformer_cfg_from_hf_config` gives the config overrides that build our matching model from an
-HF `config.json`, and `hf_config_from_maskformer_cfg` writes an HF `config.json` for ours.
+"""Hugging Face `MaskFormerForInstanceSegmentation` <-> MaskFormer (official layout) conversion of
+weights and configs, without a `transformers` install (tools/convert_hf_maskformer.py).
 
 HF spells its weights two ways: files (`model.safetensors` on the hub, and what `save_pretrained`
 writes) use `out_proj`, `fc1`, `fc2` in the transformer decoder, while the modules of
@@ -13,14 +9,8 @@ which every transformers version loads.
 HF's ResNet variant is the torchvision ResNet (stride in the 3x3 conv, 7x7 stem), i.e.
 Detectron2's `build_resnet_backbone` with `STRIDE_IN_1X1: False`, `STEM_TYPE: "basic"`, as in
 the official MaskFormer configs; its BatchNorm in eval mode computes what FrozenBN computes.
-HF's Swin variant (`maskformer-swin`) is the official D2SwinTransformer.
-
-What HF's model cannot express (conversion to HF raises `UnsupportedConversionError`): the
-DeepLab stem of R101c, dilated or grouped ResNets, the "+6 Enc" `TransformerEncoderPixelDecoder`,
-an encoder inside the predictor's transformer, pre-norm transformer layers, a forced input
-projection (`ENFORCE_INPUT_PROJ` when widths already match), pixel-decoder norms other than
-GroupNorm(32), Swin with an absolute position embedding, without the patch norm, or with a custom
-`QK_SCALE`, and backbone features other than all four stages.
+HF's Swin variant (`maskformer-swin`) is the official D2SwinTransformer. What HF's model cannot
+express raises `UnsupportedConversionError`, naming it (the tool's --help lists it).
 """
 
 from __future__ import annotations
@@ -217,10 +207,8 @@ def _unknown_error(keys: List[str], what: str) -> UnsupportedConversionError:
 
 
 def hf_to_maskformer(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """HF `MaskFormerForInstanceSegmentation` state dict -> ours (the official layout).
-
-    Accepts both HF spellings. BatchNorm `num_batches_tracked` counters and the unused Swin
-    classifier norm are dropped.
+    """HF `MaskFormerForInstanceSegmentation` state dict (either spelling) -> ours, without the
+    BatchNorm counters and the unused Swin classifier norm.
 
     Raises:
         UnsupportedConversionError: a key no rule knows (another HF model or version).
@@ -265,13 +253,11 @@ def hf_to_maskformer(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
 
 
 def maskformer_to_hf(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Our state dict -> HF `MaskFormerForInstanceSegmentation` (file spelling).
-
-    BatchNorm counters are added where HF's BatchNorm has them, and the unused Swin classifier
-    norm is set to the identity, so that HF loads the result without missing weights.
+    """Our state dict -> HF `MaskFormerForInstanceSegmentation` (file spelling), with the BatchNorm
+    counters and the unused Swin classifier norm (the identity) that HF expects.
 
     Raises:
-        UnsupportedConversionError: weights HF's model has no place for (see the module docs).
+        UnsupportedConversionError: weights HF's model has no place for.
     """
     kind = _backbone_kind(state, hf=False)
     rename = _Renamer(_HEAD_RULES + (_SWIN_RULES if kind == "swin" else _RESNET_RULES), True)
@@ -450,7 +436,6 @@ def hf_config_from_maskformer_cfg(cfg, class_names: Optional[List[str]] = None) 
     """An HF `MaskFormerConfig` (as the dict of `config.json`) for the model `cfg` builds.
 
     Args:
-        cfg: our config.
         class_names: K names for HF's `id2label` (default "LABEL_i").
     Raises:
         UnsupportedConversionError: listing everything HF's model cannot express.
