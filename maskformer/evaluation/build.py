@@ -174,16 +174,11 @@ def reads_semantic_labels(dataset_name: str) -> bool:
 
 
 def evaluation_semantic_output(cfg) -> str:
-    """The semantic output (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT's values) the model gives
-    when evaluated on cfg.DATASETS.TEST, with TEST.AUG if enabled: the one place that decides
-    it, so that every consumer can read what the model gives.
-
-    "scores" becomes "labels" where no consumer reads scores: the same metrics, without the
-    (K, H, W) score maps.
+    """The semantic output (a SEMANTIC_OUTPUT value) the model gives when evaluated on
+    cfg.DATASETS.TEST: "scores" becomes "labels" where no consumer reads scores.
 
     Raises:
-        ConfigValueError: labels asked for where test-time augmentation (which averages scores)
-            or an evaluator that reads scores (Detectron2's Cityscapes evaluator) consumes them.
+        ConfigValueError: labels asked for where TEST.AUG or an evaluator reads scores.
     """
     test = cfg.MODEL.MASK_FORMER.TEST
     requested = check_semantic_output(cfg)
