@@ -80,8 +80,8 @@ def export_program(module: MaskFormerLogits, example: Tensor) -> torch.export.Ex
 def export_onnx(
     module: MaskFormerLogits, example: Tensor, path: str, opset: int = 18, dynamic: bool = False
 ) -> None:
-    """ONNX file of the module, inputs "images", outputs "pred_logits" and "pred_masks"
-    (torch.onnx's exporter from `torch.export`; needs `onnx` and `onnxscript`).
+    """ONNX file of the module, inputs "images", outputs "pred_logits" and "pred_masks", its
+    size divisibility and normalisation in the metadata (needs `onnx` and `onnxscript`).
 
     Args:
         example: (B, 3, H, W) an input; the file takes inputs of this shape only, or with

@@ -82,7 +82,6 @@ class MaskFormerPredictor:
     ):
         """
         Args:
-            model: the model, in eval mode.
             min_size_test, max_size_test: the network resolution: shorter side, longest side.
             input_format: channel order the model expects ("RGB" or "BGR"), or a multi-channel
                 format (one letter per channel, e.g. "RGBN"; images as stored, any dtype).
@@ -171,8 +170,6 @@ class MaskFormerPredictor:
             image: (H0, W0, 3) uint8 RGB; for a multi-channel INPUT.FORMAT, (H0, W0, C) of any
                 dtype with the format's channels.
             output_size: (H, W) of the outputs; default (H0, W0).
-        Returns:
-            the model's outputs at `output_size` (`Prediction`).
         """
         if is_multichannel_format(self.input_format):
             c = len(self.input_format)

@@ -1,6 +1,5 @@
-"""`MaskFormerCheckpointer`: Detectron2's `DetectionCheckpointer` (trainer, resume, `--eval-only`)
-that reads files safely (`files`), in any published layout (`layouts`), checks them before it
-touches the model (`checks`), and writes checkpoints atomically."""
+"""`MaskFormerCheckpointer`: Detectron2's `DetectionCheckpointer`, loading safely in any published
+layout, checking before it touches the model, and writing checkpoints atomically."""
 
 from __future__ import annotations
 

@@ -74,9 +74,7 @@ def pq_image_stats(
         pred_segments: "id", "category_id" (dataset category ids) of the predicted segments.
         image: named in errors.
     Raises:
-        ValueError: where panopticapi raises (predicted ids missing from `pred_segments` or
-            listed without a pixel, unknown categories), on differing sizes and on ids that are
-            not integers in [0, 2^24).
+        ValueError: where panopticapi raises, on differing sizes and on ids outside [0, 2^24).
     """
     gt = compact_ids(gt_ids, [s["id"] for s in gt_segments], image)
     return pq_compact_stats(gt, gt_segments, pred_ids, pred_segments, category_ids, image)
