@@ -153,8 +153,7 @@ def draw_overlay(
 def draw_video_frame(
     visualizer: VideoVisualizer, frame: np.ndarray, prediction: Prediction, task: str
 ) -> np.ndarray:
-    """Draw one task's output on a video frame (RGB) with Detectron2's VideoVisualizer, which
-    keeps an object's colour from frame to frame."""
+    """One task's output drawn on an RGB video frame by `visualizer` (colours kept per object)."""
     output = task_of(prediction, task)
     if task == "semantic":
         vis = visualizer.draw_sem_seg(frame, output)

@@ -31,13 +31,8 @@ def checked_state_dict(
     strict: bool = False,
     require_trained: bool = False,
 ) -> Tuple[Dict[str, Tensor], LoadReport]:
-    """`match_state_dict`, then the refusals the loader was asked for; nothing is loaded.
-
-    Raises:
-        CheckpointError: weights of another architecture.
-        CheckpointMismatchError: `strict` and any tensor missing, unexpected or of another shape.
-        UntrainedModelError: `require_trained` and a tensor of the model would stay random.
-    """
+    """`match_state_dict`, then the refusals the loader was asked for (`MaskFormerCheckpointer`'s
+    `strict`, `require_trained`); nothing is loaded."""
     state, report = match_state_dict(checkpoint, model, path)
     if strict and (report.missing or report.unexpected or report.shape_mismatches):
         raise CheckpointMismatchError(
