@@ -11,7 +11,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import Tensor, nn
 
-from ..utils.file_io import write_atomically, write_text_atomically
+from ..utils.file_io import write_atomically
 from .checks import LoadReport, check_trained
 from .download import download
 from .errors import CheckpointError, CheckpointMismatchError
@@ -112,7 +112,12 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
-        write_text_atomically(path, last_filename_basename)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+        write_atomically(path, write)
 
     def load(self, path: str, *args, **kwargs):
         if path:
