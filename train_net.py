@@ -1,15 +1,7 @@
 #!/usr/bin/env python
-"""Train and evaluate MaskFormer with Detectron2's engine.
+"""Train and evaluate MaskFormer with Detectron2's engine (docs/training.md).
 
-    python train_net.py --config-file configs/ade20k/maskformer_R50.yaml --num-gpus 8
-    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS /path/to/model.pth
-    python train_net.py --config-file ... --resume          # continue the run in OUTPUT_DIR
-    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS m.pth TEST.AUG.ENABLED True
-        # also evaluate with multi-scale + flip test-time augmentation (results "*_TTA")
-
-Without a GPU, `--num-gpus N` starts N CPU processes (gloo backend). Exit status: 0, or 2 with
-one line on stderr when the run cannot start (a config key or value, a dataset, the weights); it
-is checked before OUTPUT_DIR is written or a worker is started.
+Exit status: 0, or 2 with one line on stderr when the run cannot start.
 """
 
 import sys

@@ -43,8 +43,7 @@ def add_maskformer_config(cfg: CN) -> None:
     mf.ENC_LAYERS = 0  # encoder layers inside the predictor's transformer
     mf.DEC_LAYERS = 6
     mf.PRE_NORM = False  # pre-norm instead of post-norm transformer layers
-    # The feature the decoder attends to: a backbone feature name, or "transformer_encoder" (the
-    # encoder output of TransformerEncoderPixelDecoder).
+    # A backbone feature, or "transformer_encoder" (TransformerEncoderPixelDecoder's output).
     mf.TRANSFORMER_IN_FEATURE = "res5"
     mf.ENFORCE_INPUT_PROJ = False  # 1x1 input projection even if the widths match
     mf.SIZE_DIVISIBILITY = 32  # pad the batch to a multiple of this (<0: the backbone's)
@@ -78,20 +77,15 @@ def add_maskformer_config(cfg: CN) -> None:
     timm.KWARGS = []  # more timm model arguments as "name=value", e.g. "img_size=512"
     timm.PYRAMID_CHANNELS = 256  # single-scale (ViT) models: SimpleFeaturePyramid width
     timm.PYRAMID_NORM = "LN"  # single-scale (ViT) models: SimpleFeaturePyramid norm
-    # No gradients and eval-mode normalisation for the (pretrained) backbone, not in the
-    # optimizer; a ViT's SimpleFeaturePyramid still trains.
-    cfg.MODEL.BACKBONE.FREEZE = False
+    cfg.MODEL.BACKBONE.FREEZE = False  # no training of the backbone (a ViT's pyramid trains)
 
     # Loss and matching (maskformer/modeling/criterion.py, matcher.py).
     mf.DEEP_SUPERVISION = True  # losses on every decoder layer's output
     mf.NO_OBJECT_WEIGHT = 0.1  # cross-entropy weight of the "no object" class
     mf.DICE_WEIGHT = 1.0  # dice loss and matching-cost weight
     mf.MASK_WEIGHT = 20.0  # sigmoid focal loss and matching-cost weight
-    # Cross-entropy and matching-cost weight of each of the K classes: K numbers, or the path of
-    # a text file of K numbers; None: all 1.
-    mf.CLASS_WEIGHTS = None
-    # Mask losses and costs at this many sampled points per mask (Mask2Former: 12544) instead of
-    # every pixel (0, the official MaskFormer): less training memory.
+    mf.CLASS_WEIGHTS = None  # per-class CE and cost weights: K numbers or a file of K; None: 1
+    # Mask losses and costs at this many sampled points (Mask2Former: 12544); 0: every pixel.
     mf.TRAIN_NUM_POINTS = 0
     mf.OVERSAMPLE_RATIO = 3.0  # point sampling: candidates per kept point
     mf.IMPORTANCE_SAMPLE_RATIO = 0.75  # point sampling: share chosen by uncertainty
@@ -100,8 +94,7 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.SOLVER.OPTIMIZER = "ADAMW"  # or "SGD"
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1  # LR factor of the parameters under `backbone`
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0  # weight decay of nn.Embedding (the queries)
-    # Autocast dtype of SOLVER.AMP: "float16" (with loss scaling) or "bfloat16"; "": float16 on
-    # CUDA, bfloat16 on the CPU.
+    # "float16" (with loss scaling) or "bfloat16"; "": float16 on CUDA, bfloat16 on the CPU.
     cfg.SOLVER.AMP.PRECISION = ""
 
     # Inference: the outputs and their post-processing (maskformer/modeling/postprocessing.py).
@@ -115,20 +108,12 @@ def add_maskformer_config(cfg: CN) -> None:
     # Resize the mask logits to the output size before combining them (exact, memory-hungry).
     test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
 
-    # Deployment: what the predictor, the demo, --eval-only and export run
-    # (maskformer/modeling/inference_transforms.py, network_transforms.py; docs/deployment.md).
-    # The inference transforms (equal outputs up to float rounding); False: the plain model.
-    test.OPTIMIZE = True
-    # The semantic output: "scores" ("sem_seg" (K, H, W)), "labels" ("sem_seg_labels" (H, W),
-    # their argmax, without the scores) or "low_res_labels" (the same key, combined at the mask
-    # resolution: an approximation for very large outputs). Labels need OPTIMIZE.
-    test.SEMANTIC_OUTPUT = "scores"
-    # "float32", or "bfloat16": autocast in the backbone and head (faster where the CPU has
-    # AVX512-BF16 or AMX; labels may differ near class boundaries).
-    test.PRECISION = "float32"
+    # Deployment: what the predictor, the demo, --eval-only and export run (docs/deployment.md).
+    test.OPTIMIZE = True  # the inference transforms; False: the plain model
+    test.SEMANTIC_OUTPUT = "scores"  # or "labels", "low_res_labels" (need OPTIMIZE)
+    test.PRECISION = "float32"  # or "bfloat16": autocast in the backbone and head
     test.COMPILE = False  # torch.compile the backbone and head (needs a C++ compiler on the CPU)
-    # Sliding-window semantic inference (maskformer/modeling/sliding_window.py): the image, after
-    # the test resize, in overlapping windows whose class scores are averaged; semantic only.
+    # Semantic inference in overlapping windows of the resized image (docs/sliding_window.md).
     test.SLIDING_WINDOW = CN()
     test.SLIDING_WINDOW.SIZE = []  # [h, w] of a window; []: the whole image at once
     test.SLIDING_WINDOW.STRIDE = []  # [h, w] between window starts, at most SIZE (needs SIZE)
@@ -141,10 +126,8 @@ def add_maskformer_config(cfg: CN) -> None:
     cfg.TEST.EVAL_PANOPTIC_PREDICTIONS = False  # write the panoptic prediction PNGs + JSON
     cfg.TEST.EVAL_TENSORBOARD_IMAGES = 4  # image | prediction | GT panels at each evaluation
 
-    # Loading weights (maskformer/checkpoint). True: refuse MODEL.WEIGHTS unless every tensor of
-    # the model and of the file match by name and shape. False: training skips and lists the
-    # tensors that do not fit (fine-tuning); evaluation and inference refuse any that would stay
-    # random either way.
+    # True: refuse MODEL.WEIGHTS unless every tensor matches by name and shape. False: training
+    # skips and lists what does not fit; evaluation refuses any tensor left random either way.
     cfg.MODEL.WEIGHTS_STRICT = False
 
 

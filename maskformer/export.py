@@ -1,17 +1,8 @@
-"""The network part of MaskFormer as a plain tensor function, for `torch.export` and ONNX.
+"""The network part of MaskFormer (up to the class and mask logits, before the data-dependent
+post-processing) as a plain tensor function for `torch.export` and ONNX, and an ONNX file run
+by ONNX Runtime behind the model's own interface (docs/deployment.md).
 
-`MaskFormer.forward` takes Detectron2 input dicts and returns post-processed outputs whose sizes
-depend on the data; the exportable part is everything up to the class and mask logits:
-
-    images (B, 3, H, W) -> pred_logits (B, Q, K + 1), pred_masks (B, Q, Hp / 4, Wp / 4)
-
-with Hp x Wp the input padded to the model's size divisibility (the padding the model applies,
-at the bottom and right, with zeros after normalisation). Post-processing (`maskformer.modeling.
-postprocessing`) then runs on these two tensors in Python. Shapes: B images, Q queries, K classes.
-
-`OnnxRuntimeMaskFormer` is the deployment side: an exported ONNX file run by ONNX Runtime, with
-the same post-processing, behind the model's own interface (Detectron2 input dicts in, outputs
-out), so that `MaskFormerPredictor` and the demo run it like the PyTorch model.
+Shapes: B images, Q queries, K classes, Hp x Wp the input padded to the size divisibility.
 """
 
 from __future__ import annotations
@@ -36,18 +27,17 @@ NORMALIZE_KEY = "maskformer.normalize"
 
 
 class MaskFormerLogits(nn.Module):
-    """MaskFormer's backbone and head as `images -> (pred_logits, pred_masks)`, eval mode.
+    """MaskFormer's backbone and head as `images -> (pred_logits, pred_masks)`, eval mode,
+    sharing the wrapped model's parameters.
 
-    Shares the parameters of the model it wraps, and puts its convolution weights back in the
-    default (contiguous) memory order: the exported program's weight files expect dense tensors
-    (`torch.export.save` cannot pack channels-last ones as a whole), and the wrapped model still
-    computes the same numbers.
+    The weights go back to the contiguous memory order: `torch.export.save` cannot pack
+    channels-last tensors as a whole.
     """
 
     def __init__(self, model: MaskFormer, normalize: bool = True):
         """
         Args:
-            model: a MaskFormer (set to eval mode here: the export is of inference).
+            model: a MaskFormer (set to eval mode here).
             normalize: the input is a raw image tensor (float, 0-255, the model's channel order)
                 and is normalised with the model's pixel mean and std; False: it is normalised
                 already.
@@ -68,7 +58,8 @@ class MaskFormerLogits(nn.Module):
         Args:
             images: (B, 3, H, W) float.
         Returns:
-            pred_logits (B, Q, K + 1) class logits, pred_masks (B, Q, Hp / 4, Wp / 4) mask logits.
+            pred_logits (B, Q, K + 1), pred_masks (B, Q, Hp / 4, Wp / 4); padding at the bottom
+            and right with zeros after normalisation, as the model pads.
         """
         if self.normalize:
             images = (images - self.pixel_mean) / self.pixel_std
@@ -89,14 +80,12 @@ def export_program(module: MaskFormerLogits, example: Tensor) -> torch.export.Ex
 def export_onnx(
     module: MaskFormerLogits, example: Tensor, path: str, opset: int = 18, dynamic: bool = False
 ) -> None:
-    """ONNX file of the module, inputs "images", outputs "pred_logits" and "pred_masks"
-    (torch.onnx's exporter from `torch.export`; needs `onnx` and `onnxscript`).
+    """ONNX file of the module, inputs "images", outputs "pred_logits" and "pred_masks", its
+    size divisibility and normalisation in the metadata (needs `onnx` and `onnxscript`).
 
     Args:
         example: (B, 3, H, W) an input; the file takes inputs of this shape only, or with
             `dynamic`, of any height and width (at least 16) and batch size B.
-    The file's metadata records the module's size divisibility and whether it normalises its
-    input (`OnnxRuntimeMaskFormer` reads them).
     """
     import onnx
 
@@ -132,15 +121,11 @@ def export_onnx(
 
 
 class OnnxRuntimeMaskFormer(nn.Module):
-    """MaskFormer inference with the network (backbone and head) run by ONNX Runtime from a
-    file of `export_onnx` (raw-image input), and the post-processing of the PyTorch model
-    (`PostProcessing`, or whatever `optimize_for_inference` puts in `self.postprocessing`).
+    """`MaskFormer` at inference, with the network run by ONNX Runtime from a file of
+    `export_onnx` (raw-image input) and the model's post-processing (`self.postprocessing`).
 
-    Takes and returns what `MaskFormer` does at inference. Images of one call of different sizes
-    are padded to the largest with the pixel mean, which the network's normalisation turns into
-    the zeros the PyTorch model pads with: the outputs are the PyTorch model's up to float
-    rounding. A file exported at a fixed shape takes images of that size only; images are run
-    in chunks of the file's batch size.
+    Images are padded with the pixel mean, which the network's normalisation turns into the zeros
+    the PyTorch model pads with: the outputs are the PyTorch model's up to float rounding.
     """
 
     def __init__(
@@ -154,11 +139,9 @@ class OnnxRuntimeMaskFormer(nn.Module):
     ):
         """
         Args:
-            path: the .onnx file.
-            postprocessing: the model's post-processing.
             pixel_mean: the model's MODEL.PIXEL_MEAN (the padding value).
             thing_ids: contiguous ids of the thing classes (panoptic and instance outputs).
-            num_threads: ONNX Runtime's intra-op threads; default torch's (torch.get_num_threads).
+            num_threads: ONNX Runtime's intra-op threads; default torch.get_num_threads().
         """
         super().__init__()
         import onnxruntime

@@ -1,20 +1,6 @@
-"""Inference on single images of any size, for the demo and for your own scripts.
+"""Inference on single images of any size, for the demo and your own scripts (docs/deployment.md).
 
-    predictor = MaskFormerPredictor.from_config(cfg)     # builds the model, loads MODEL.WEIGHTS
-    prediction = predictor(read_image("photo.jpg", "RGB"))
-    prediction.semantic                                  # (H, W) class per pixel
-
-Memory does not grow with the K x H x W score maps of a large photograph: the model is asked for
-its outputs at the network resolution (the image resized to INPUT.MIN_SIZE_TEST /
-MAX_SIZE_TEST), and only label maps are brought to the output size:
-
-- semantic: the (K, h, w) scores are resized bilinearly and arg-maxed a band of rows at a time,
-  which gives the labels of the model's own full-size output (what evaluation computes) with
-  at most `max_chunk_bytes` of scores at the output size in memory;
-- panoptic and instance: the segment-id map and the kept instance masks are resized by nearest
-  neighbour (the model would otherwise resize Q mask logits to the full size first); boxes are
-  the tight boxes of the resized masks.
-
+The model is run at the network resolution and only label maps are brought to the output size.
 Shapes: K classes, H x W the output size (default: the image's), h x w the network resolution.
 """
 
@@ -55,7 +41,7 @@ BACKENDS = ("pytorch", "onnxruntime")
 
 @dataclass
 class Prediction:
-    """The outputs the model produces for one image, at the output size (H, W).
+    """The model's outputs for one image, at the output size (H, W).
 
     Attributes:
         semantic: (H, W) int64 class per pixel, or None.
@@ -81,12 +67,8 @@ def _resize_instances(instances: Instances, size: Tuple[int, int]) -> Instances:
 
 
 class MaskFormerPredictor:
-    """Runs a segmentation model on one RGB image at a time, like Detectron2's
-    `DefaultPredictor`, with outputs brought to any size at bounded memory (module docstring).
-
-    Works with any model taking Detectron2 input dicts and returning "sem_seg" scores,
-    "panoptic_seg" and/or "instances" (MaskFormer, the per-pixel baselines' SemanticSegmentor).
-    """
+    """Detectron2's `DefaultPredictor` for any model returning "sem_seg", "panoptic_seg" and/or
+    "instances", with outputs brought to any size at bounded memory."""
 
     def __init__(
         self,
@@ -100,7 +82,6 @@ class MaskFormerPredictor:
     ):
         """
         Args:
-            model: the model, in eval mode.
             min_size_test, max_size_test: the network resolution: shorter side, longest side.
             input_format: channel order the model expects ("RGB" or "BGR"), or a multi-channel
                 format (one letter per channel, e.g. "RGBN"; images as stored, any dtype).
@@ -129,26 +110,15 @@ class MaskFormerPredictor:
         backend: str = "pytorch",
         model_file: Optional[str] = None,
     ) -> MaskFormerPredictor:
-        """Build `cfg`'s model, load MODEL.WEIGHTS with `MaskFormerCheckpointer` and apply the
-        inference transforms (`optimize_from_config`; MODEL.MASK_FORMER.TEST.OPTIMIZE) and the
-        network transforms (`network_transforms_from_config`; TEST.PRECISION, TEST.COMPILE); with
-        MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE, in sliding windows (`SlidingWindowInference`,
-        giving the labels at the output size).
-
-        With `backend` "onnxruntime", the network is instead the ONNX file `model_file`
-        (`OnnxRuntimeMaskFormer`; exported by tools/export_model.py --format onnx --dynamic,
-        weights included), with `cfg`'s input sizes and post-processing.
+        """Build `cfg`'s model, load MODEL.WEIGHTS and apply the inference and network
+        transforms and the sliding window as `cfg` says; with `backend` "onnxruntime", the network
+        is the ONNX file `model_file` (tools/export_model.py --format onnx --dynamic) instead.
 
         Raises:
-            ConfigValueError: INPUT.FORMAT without one PIXEL_MEAN/STD value per channel, an
-                unknown or (on this CPU) slow TEST.PRECISION, an unknown SEMANTIC_OUTPUT, or a
-                SLIDING_WINDOW with panoptic or instance output.
-            UntrainedModelError: MODEL.WEIGHTS is empty, or the file leaves a tensor of the
-                model missing or of another shape (e.g. another number of classes), so
-                that the outputs would be partly random; unless `allow_random_weights`, which
-                only warns.
-            CheckpointMismatchError: MODEL.WEIGHTS_STRICT and any tensor of the model or the
-                file does not match by name and shape.
+            ConfigValueError: a config value the inference would refuse later.
+            UntrainedModelError: weights that leave a tensor of the model random, unless
+                `allow_random_weights`, which only warns.
+            CheckpointMismatchError: MODEL.WEIGHTS_STRICT and the file does not match exactly.
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend is '{backend}'; expected one of {BACKENDS}")
@@ -175,10 +145,6 @@ class MaskFormerPredictor:
             network_transforms_from_config(model, cfg)
         # Windows give exactly the labels resized from their averaged scores, band by band.
         model = sliding_window_from_config(model, cfg, semantic_output="labels")
-        return cls._with_model(model, cfg)
-
-    @classmethod
-    def _with_model(cls, model: nn.Module, cfg) -> MaskFormerPredictor:
         return cls(
             model,
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
@@ -204,8 +170,6 @@ class MaskFormerPredictor:
             image: (H0, W0, 3) uint8 RGB; for a multi-channel INPUT.FORMAT, (H0, W0, C) of any
                 dtype with the format's channels.
             output_size: (H, W) of the outputs; default (H0, W0).
-        Returns:
-            the model's outputs at `output_size` (`Prediction`).
         """
         if is_multichannel_format(self.input_format):
             c = len(self.input_format)
@@ -244,25 +208,20 @@ class MaskFormerPredictor:
 def _trained_model(cfg, allow_random_weights: bool) -> nn.Module:
     """`cfg`'s model with MODEL.WEIGHTS loaded; see `MaskFormerPredictor.from_config`."""
     model = build_model(cfg)
-    weights = cfg.MODEL.WEIGHTS
-    if not weights:
-        problem = (
-            "MODEL.WEIGHTS is empty: the model has random weights and its output would be "
-            "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
-        )
-    else:
+    try:
+        if not cfg.MODEL.WEIGHTS:
+            raise UntrainedModelError(
+                "MODEL.WEIGHTS is empty: the model has random weights and its output would be "
+                "noise. Give trained weights (MODEL.WEIGHTS path/to/model_final.pth)"
+            )
         # Refused before loading, so that the loader's own warnings do not come first.
         checkpointer = MaskFormerCheckpointer(
             model, strict=cfg.MODEL.WEIGHTS_STRICT, require_trained=not allow_random_weights
         )
-        problem = ""
-        try:
-            checkpointer.load(weights)
-            check_trained(checkpointer.last_report)
-        except UntrainedModelError as e:
-            problem = str(e)
-    if problem:
+        checkpointer.load(cfg.MODEL.WEIGHTS)
+        check_trained(checkpointer.last_report)
+    except UntrainedModelError as e:
         if not allow_random_weights:
-            raise UntrainedModelError(problem + "; or allow random weights explicitly.")
-        logger.warning(problem + " (random weights allowed).")
+            raise UntrainedModelError(f"{e}; or allow random weights explicitly.") from None
+        logger.warning(f"{e} (random weights allowed).")
     return model

@@ -1,11 +1,9 @@
 """Drawing predictions with Detectron2's Visualizer: class names and colours from a dataset's
 metadata, one task per overlay, and large images at a bounded cost.
 
-Detectron2's Visualizer renders with matplotlib at the image's full size, at about 140 bytes and
-0.5 s (2 CPU cores) per megapixel: 7 GB and half a minute for a 48-megapixel photograph before
-anything is drawn. Above `max_draw_pixels`, the annotations are therefore drawn at a reduced
-size and laid over the full-resolution image (`draw_overlay`), so the overlay keeps the image's
-size and detail while the drawing costs what a small image costs.
+Detectron2's Visualizer renders at the image's full size, at about 140 bytes and 0.5 s (2 CPU
+cores) per megapixel; above `max_draw_pixels` the annotations are drawn at a reduced size and
+laid over the full-resolution image (`draw_overlay`).
 """
 
 from __future__ import annotations
@@ -40,10 +38,8 @@ _FIELDS = {"panoptic": "panoptic", "instance": "instances", "semantic": "semanti
 def drawing_metadata(dataset_name: str, num_classes: int) -> Metadata:
     """Class names and colours of a registered dataset, indexed by the model's class ids.
 
-    The model's ids are the dataset's contiguous ids, for which `stuff_classes` /
-    `stuff_colors` name every class (things too: panoptic registrations list all classes
-    there). They are used for things as well, so that instance and panoptic drawing never
-    depend on whether a dataset lists its things first.
+    `stuff_classes` / `stuff_colors` name every contiguous id (panoptic registrations list all
+    classes there), so they serve things too, whatever order a dataset lists its things in.
 
     Raises:
         ValueError: the dataset has no `stuff_classes`, or not `num_classes` of them.
@@ -131,9 +127,8 @@ def draw_overlay(
 
     Args:
         image: (H, W, 3) uint8 RGB.
-        prediction: at the image's size, or at a smaller size (see `drawing_size`); then the
-            annotations are drawn at that size and laid over the full-size image.
-        task: "semantic", "panoptic" or "instance".
+        prediction: at the image's size, or at a smaller one (`drawing_size`).
+        task: one of TASKS.
         metadata: from `drawing_metadata`.
     Returns:
         (H, W, 3) uint8 RGB.
@@ -158,8 +153,7 @@ def draw_overlay(
 def draw_video_frame(
     visualizer: VideoVisualizer, frame: np.ndarray, prediction: Prediction, task: str
 ) -> np.ndarray:
-    """Draw one task's output on a video frame (RGB) with Detectron2's VideoVisualizer, which
-    keeps an object's colour from frame to frame."""
+    """One task's output drawn on an RGB video frame by `visualizer` (colours kept per object)."""
     output = task_of(prediction, task)
     if task == "semantic":
         vis = visualizer.draw_sem_seg(frame, output)

@@ -1,19 +1,5 @@
-"""Loading weights safely into MaskFormer: official model-zoo pickles, Detectron2 `.pth` files,
-Hugging Face MaskFormer weights and converted ImageNet backbones; saving checkpoints atomically.
-
-`MaskFormerCheckpointer` is the loader (and `DetectionCheckpointer` drop-in) that `train_net.py`,
-the predictor, the demo and the tools use. Detectron2's own `DetectionCheckpointer` and
-`DefaultPredictor` load the official model-zoo files unchanged (the heads rename the published
-pixel-decoder names themselves); the other formats go through `MaskFormerCheckpointer`.
-
-- `files`: reading a file without a model (restricted unpickler, safetensors, torch.load with
-  weights_only), telling the formats apart;
-- `layouts`: bringing its names to the model's;
-- `checks`: what loading did (`LoadReport`), refusing another architecture, or weights that
-  would leave a model random where it must be trained;
-- `checkpointer`: the loader and atomic saver;
-- `download`: weights named by URL.
-"""
+"""Loading weights safely into MaskFormer in any published layout, and saving checkpoints
+atomically (docs/weights.md says what is read and how the package is split)."""
 
 from .checkpointer import MaskFormerCheckpointer, check_weights, checked_state_dict
 from .checks import LoadReport, check_trained

@@ -1,6 +1,5 @@
-"""`MaskFormerCheckpointer`: Detectron2's `DetectionCheckpointer` (trainer, resume, `--eval-only`)
-that reads files safely (`files`), in any published layout (`layouts`), checks them before it
-touches the model (`checks`), and writes checkpoints atomically."""
+"""`MaskFormerCheckpointer`: Detectron2's `DetectionCheckpointer`, loading safely in any published
+layout, checking before it touches the model, and writing checkpoints atomically."""
 
 from __future__ import annotations
 
@@ -32,13 +31,8 @@ def checked_state_dict(
     strict: bool = False,
     require_trained: bool = False,
 ) -> Tuple[Dict[str, Tensor], LoadReport]:
-    """`match_state_dict`, then the refusals the loader was asked for; nothing is loaded.
-
-    Raises:
-        CheckpointError: weights of another architecture.
-        CheckpointMismatchError: `strict` and any tensor missing, unexpected or of another shape.
-        UntrainedModelError: `require_trained` and a tensor of the model would stay random.
-    """
+    """`match_state_dict`, then the refusals the loader was asked for (`MaskFormerCheckpointer`'s
+    `strict`, `require_trained`); nothing is loaded."""
     state, report = match_state_dict(checkpoint, model, path)
     if strict and (report.missing or report.unexpected or report.shape_mismatches):
         raise CheckpointMismatchError(
@@ -49,22 +43,25 @@ def checked_state_dict(
     return state, report
 
 
+def _local_file(path: str) -> str:
+    """The local file of `path`, downloading a URL first."""
+    if "://" in path:
+        return download(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
+    return path
+
+
 def check_weights(
     path: str, model: nn.Module, *, strict: bool = False, require_trained: bool = False
 ) -> LoadReport:
-    """Read the weights file (or URL) `path` and check it against `model` as
-    `MaskFormerCheckpointer(model, strict=..., require_trained=...).load(path)` would, without
-    loading anything: `model` may live on the "meta" device (no memory for its weights).
+    """Check the weights file (or URL) `path` against `model` as `MaskFormerCheckpointer.load`
+    would, loading nothing: `model` may live on the "meta" device.
 
     Raises:
         FileNotFoundError, CheckpointError (and its subclasses): as the loader would.
     """
-    local = path
-    if "://" in path:
-        local = download(path)
-    elif not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
-    checkpoint = read_checkpoint(local)
+    checkpoint = read_checkpoint(_local_file(path))
     if "matching_heuristics=True" in path.partition("?")[2]:  # Detectron2's URL query
         checkpoint["matching_heuristics"] = True
     return checked_state_dict(
@@ -73,23 +70,9 @@ def check_weights(
 
 
 class MaskFormerCheckpointer(DetectionCheckpointer):
-    """`DetectionCheckpointer` that loads MaskFormer weights safely and in any published layout.
-
-    Usage, as Detectron2's::
-
-        MaskFormerCheckpointer(model, cfg.OUTPUT_DIR, optimizer=opt).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        MaskFormerCheckpointer(model, strict=True).load("model_final_d8dbeb.pkl")  # evaluation
-
-    `MODEL.WEIGHTS` may be: an official model-zoo `.pkl` in either layout; a Detectron2 `.pth`
-    (with or without the `{"model": ...}` wrapper); a Hugging Face MaskFormer `.safetensors` or
-    `.bin`; an ImageNet backbone converted by `tools/convert-torchvision-to-d2.py` or
-    `tools/convert-pretrained-swin-model-to-d2.py` (matched to `backbone.*` by name).
-
-    After each load, `last_report` (a `LoadReport`) says which tensors were loaded and which
-    were skipped, and why.
-    """
+    """`DetectionCheckpointer` that loads MaskFormer weights safely and in any published layout
+    (docs/weights.md). After each load, `last_report` (a `LoadReport`) says which tensors were
+    loaded and which were skipped, and why."""
 
     def __init__(
         self,
@@ -103,17 +86,11 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
     ):
         """
         Args:
-            model: the model to load into (a DDP wrapper is unwrapped).
-            save_dir: where `save` writes and `resume_or_load` looks for the last checkpoint.
-            strict: raise `CheckpointMismatchError`, loading nothing, if any weight of the model
-                is missing from the file, or the file has weights the model lacks or of another
-                shape. Otherwise those are skipped and listed in a warning.
-            require_trained: raise `UntrainedModelError` (`check_trained`), loading nothing, if
-                the file leaves a tensor of the model missing or of another shape (evaluation,
-                inference).
-            save_to_disk: write checkpoints (default: only on the main process).
-            checkpointables: other objects with `state_dict` / `load_state_dict` (optimizer,
-                scheduler, ...), saved and resumed alongside the model.
+            strict: raise `CheckpointMismatchError`, loading nothing, unless every tensor of the
+                model and the file match by name and shape; otherwise skip and list them.
+            require_trained: raise `UntrainedModelError`, loading nothing, if the file leaves a
+                tensor of the model random (evaluation, inference).
+            save_to_disk, checkpointables: as Detectron2's `Checkpointer`.
         """
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.strict = strict
@@ -143,10 +120,8 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         write_atomically(path, write)
 
     def load(self, path: str, *args, **kwargs):
-        if path and "://" not in path and not os.path.isfile(path):
-            raise FileNotFoundError(f"Checkpoint file '{path}' (MODEL.WEIGHTS?) does not exist")
-        if path and "://" in path:
-            download(path)
+        if path:
+            _local_file(path)  # Detectron2's loader then finds the download in its cache
         return super().load(path, *args, **kwargs)
 
     def _torch_load(self, f):

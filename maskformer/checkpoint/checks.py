@@ -100,9 +100,8 @@ def _needs_training(key: str) -> bool:
 
 
 def check_trained(report: LoadReport) -> None:
-    """Refuse weights that leave a tensor of the model missing or of another shape.
-
-    Evaluating or running such a model would give the numbers of a partly random network.
+    """Refuse weights that leave a tensor of the model missing or of another shape: the model
+    would give the numbers of a partly random network.
 
     Raises:
         UntrainedModelError: one line naming the file, the tensors with their shapes in the

@@ -1,7 +1,6 @@
 """Reading checkpoint files safely, without a model: `.pkl` through an unpickler that admits only
 plain containers and numpy arrays, `.safetensors`, and everything else through
-`torch.load(weights_only=True)`; a file that would run code is refused. `read_checkpoint` tells
-the formats apart and returns `{"model": state dict, ...}`."""
+`torch.load(weights_only=True)`."""
 
 from __future__ import annotations
 
@@ -133,34 +132,25 @@ def _read_safetensors(path: str) -> Dict[str, Tensor]:
 def read_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint file into `{"model": state dict, ...}`, safely, without a model.
 
-    `.pkl`: a dict with "model" (Detectron2's model-zoo format; unlike Detectron2, also without
-    "__author__") is returned as is; a flat name -> array dict is a Caffe2/Detectron1 file and is
-    marked for Detectron2's name matching, as Detectron2 does. `.safetensors`: a flat state dict.
-    Anything else: `torch.load` with `weights_only=True`; a flat state dict is wrapped as
-    `{"model": ...}`.
+    A `.pkl` with "model" (Detectron2's model-zoo format; unlike Detectron2, also without
+    "__author__") is returned as is; a flat `.pkl` is a Caffe2/Detectron1 file and is marked for
+    Detectron2's name matching, as Detectron2 does. Another flat state dict is wrapped.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file '{path}' does not exist")
-    if path.endswith(".pkl"):
-        data = read_pickle(path)
-        if not isinstance(data, dict):
-            raise CheckpointError(
-                f"{path}: not a checkpoint: expected a dict of weights, got {type(data).__name__}"
-            )
-        if "model" in data:
-            return data
-        if "blobs" in data:  # Detectron1 detection models
-            data = data["blobs"]
-        data = {k: v for k, v in data.items() if not str(k).endswith("_momentum")}
-        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
     if path.endswith(".safetensors"):
         return {"model": _read_safetensors(path)}
-    data = torch_load(path, path)
-    if isinstance(data, dict) and "model_state" in data and path.endswith(".pyth"):
-        # pycls checkpoints, as Detectron2 reads them.
-        return {"model": data["model_state"], "__author__": "pycls", "matching_heuristics": True}
+    data = read_pickle(path) if path.endswith(".pkl") else torch_load(path, path)
     if not isinstance(data, dict):
         raise CheckpointError(
             f"{path}: not a checkpoint: expected a dict of weights, got {type(data).__name__}"
         )
+    if path.endswith(".pkl") and "model" not in data:
+        if "blobs" in data:  # Detectron1 detection models
+            data = data["blobs"]
+        data = {k: v for k, v in data.items() if not str(k).endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+    if "model_state" in data and path.endswith(".pyth"):
+        # pycls checkpoints, as Detectron2 reads them.
+        return {"model": data["model_state"], "__author__": "pycls", "matching_heuristics": True}
     return data if "model" in data else {"model": data}

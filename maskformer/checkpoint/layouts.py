@@ -57,11 +57,8 @@ def _benign_missing(key: str) -> bool:
 def match_state_dict(
     checkpoint: Dict[str, Any], model: nn.Module, path: str
 ) -> Tuple[Dict[str, Tensor], LoadReport]:
-    """Bring a read checkpoint's weights into the model's naming and compare them with it.
-
-    Converts numpy arrays, strips a DistributedDataParallel `module.` prefix, converts Hugging
-    Face names, renames the published pixel-decoder layout, and applies Detectron2's name
-    matching for files that ask for it (converted ImageNet backbones). Nothing is loaded.
+    """Bring a read checkpoint's weights into the model's naming (module docstring) and compare
+    them with it. Nothing is loaded.
 
     Returns:
         the state dict in the model's names (all of it: the loader skips mismatched shapes), and

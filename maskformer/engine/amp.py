@@ -34,11 +34,7 @@ def amp_precision(name: str, device_type: str) -> Optional[torch.dtype]:
 
 class AMPTrainer(SimpleTrainer):
     """SimpleTrainer under `torch.autocast` in float16 (with loss scaling) or bfloat16, on CUDA
-    or the CPU.
-
-    Detectron2's AMPTrainer is CUDA-only. The matcher and losses switch autocast off themselves,
-    so they stay in float32 either way.
-    """
+    or the CPU (Detectron2's AMPTrainer is CUDA-only)."""
 
     def __init__(
         self,
@@ -52,7 +48,6 @@ class AMPTrainer(SimpleTrainer):
     ):
         """
         Args:
-            device_type: "cuda" or "cpu".
             precision: torch.float16 or torch.bfloat16; None: float16 on CUDA, bfloat16 on the
                 CPU (where float16 arithmetic is slow on most processors).
         """

@@ -29,11 +29,8 @@ __all__ = [
 
 
 class StepSeedHook(HookBase):
-    """Seed torch's generator from (seed, iteration, rank) before every step.
-
-    Dropout draws then depend only on the iteration, not on how many steps this process ran
-    before, so a run resumed from a checkpoint repeats the uninterrupted run's steps exactly.
-    """
+    """Seed torch's generator from (seed, iteration, rank) before every step, so that a resumed
+    run draws the dropout of the uninterrupted run."""
 
     def __init__(self, seed: int):
         self.seed = int(seed)

@@ -1,10 +1,6 @@
-"""Starting a `train_net.py` run: the set-up checks and the launch.
+"""Starting a `train_net.py` run: the set-up checks (docs/training.md), then the launch.
 
-What can be checked is checked before OUTPUT_DIR is written or a worker process is started, and a
-problem a user fixes (a config key or value, a dataset, the weights, the device) ends the run in
-one line with exit status 2 (`SetupError`). In a multi-process run the parent checks the weights
-against the model built on the "meta" device (shapes only, no memory) instead of building and
-loading it; each worker builds its own.
+A problem a user fixes ends the run in one line with exit status 2 (`SetupError`).
 """
 
 from __future__ import annotations
@@ -86,11 +82,7 @@ def build_config(args):
 
 
 def check_config(cfg, eval_only: bool) -> None:
-    """Values the code they configure would refuse only later, some after minutes of work:
-    INPUT.FORMAT against PIXEL_MEAN/STD, CLASS_WEIGHTS (count, file), the training precision
-    (SOLVER.AMP) or the inference one (TEST.PRECISION), the semantic output that
-    evaluation reads (SEMANTIC_OUTPUT against TEST.AUG and the datasets' evaluators) and the
-    sliding window (TEST.SLIDING_WINDOW: semantic output only).
+    """Refuse now the values the code they configure would refuse only later.
 
     Raises:
         ConfigValueError, FileNotFoundError: naming the key.
@@ -139,9 +131,8 @@ def _check_sync_norms(cfg, world_size: int) -> None:
 def check_datasets(cfg, eval_only: bool) -> None:
     """Refuse datasets that are not registered, or whose files are not where they should be.
 
-    Only a dataset whose metadata names a missing path is loaded here (its loader then says what
-    is missing and how to prepare it, or generates it, as the quickstart dataset does).
-    """
+    Only a dataset whose metadata names a missing path is loaded: its loader says what is missing
+    (or generates it, as the quickstart dataset does)."""
     registered = DatasetCatalog.list()
     keys = [("DATASETS.TEST", cfg.DATASETS.TEST)]
     if not eval_only:
@@ -193,15 +184,11 @@ def _meta_model(cfg) -> nn.Module:
 
 
 def check_model_weights(cfg, eval_only: bool, resume: bool) -> None:
-    """Build the model on the "meta" device (names and shapes, no memory), which refuses what
-    its construction refuses (a timm name or weight file, Swin depths against heads, thing ids
-    outside the classes, ...), and check the weights the run will load against it: the file
-    exists and is readable, is for this architecture, and (--eval-only, or MODEL.WEIGHTS_STRICT)
-    leaves no tensor of the model random.
+    """Build the model on the "meta" device, which refuses what its construction refuses, and
+    check the weights the run will load against it.
 
     Raises:
-        UntrainedModelError: --eval-only without weights, or with weights that leave tensors of
-            the model random.
+        UntrainedModelError: --eval-only with weights that leave tensors random, or none.
         ConfigValueError, FileNotFoundError, CheckpointError: naming the key or file.
     """
     try:
@@ -222,9 +209,7 @@ _NO_CHECKPOINT = " and {0.OUTPUT_DIR} has no checkpoint"
 
 def load_for_evaluation(cfg, resume: bool) -> nn.Module:
     """The model with MODEL.WEIGHTS (or OUTPUT_DIR's last checkpoint, with `resume`) loaded and
-    transformed for inference as MODEL.MASK_FORMER.TEST says, giving the semantic output the
-    evaluation reads (`evaluation_semantic_output`), in sliding windows if SLIDING_WINDOW.SIZE
-    is set.
+    transformed for inference as MODEL.MASK_FORMER.TEST says.
 
     Raises:
         UntrainedModelError: nothing to load, or the file leaves a tensor of the model random.
@@ -249,13 +234,9 @@ def load_for_evaluation(cfg, resume: bool) -> nn.Module:
 def prepare(args, *, build: bool = True) -> Tuple[object, Optional[nn.Module]]:
     """Everything that can be checked before a file is written or a worker started.
 
-    Registers the datasets described by tools/register_dataset.py first, so that the config can
-    name them.
-
     Args:
-        build: with --eval-only, build and load the evaluated model (a worker, or the one
-            process); False: check the weights against the model's shapes only (the parent of
-            a multi-process run).
+        build: with --eval-only, build and load the evaluated model; False: check the weights
+            against the model's shapes only (the parent of a multi-process run).
     Returns:
         (cfg, model), the model being the evaluated one for --eval-only with `build`, else None.
     Raises:
@@ -281,8 +262,7 @@ def prepare(args, *, build: bool = True) -> Tuple[object, Optional[nn.Module]]:
 
 def set_cpu_threads(cfg) -> None:
     """Give each of N CPU processes on a machine its share of the cores (unless OMP_NUM_THREADS
-    says otherwise): N processes with all cores' worth of threads each oversubscribe the CPU
-    many times over (OpenMP threads spin while waiting)."""
+    says otherwise): OpenMP threads spin while waiting, so N x all cores oversubscribe the CPU."""
     if (
         cfg.MODEL.DEVICE == "cpu"
         and comm.get_local_size() > 1

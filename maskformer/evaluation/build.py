@@ -3,6 +3,7 @@ model produces (MODEL.MASK_FORMER.TEST.{SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON}).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -58,28 +59,31 @@ def _instance(dataset_name: str, output_dir: Optional[str]) -> DatasetEvaluator:
     )
 
 
-def _panoptic(dataset_name: str, output_dir: Optional[str], options: EvaluationOptions):
-    return PanopticEvaluator(
-        dataset_name,
-        output_dir=output_dir,
-        write_predictions=options.panoptic_predictions,
-    )
-
-
 def _sem_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
     return [_semantic(dataset_name, output_dir, options)] if options.semantic else []
 
 
-def _panoptic_seg(dataset_name, output_dir, options: EvaluationOptions) -> List[DatasetEvaluator]:
-    """PQ; mIoU if the dataset has semantic maps; AP if it has a COCO instances JSON."""
+def _panoptic_seg(
+    dataset_name, output_dir, options: EvaluationOptions, *, cityscapes: bool = False
+) -> List[DatasetEvaluator]:
+    """PQ; mIoU if the dataset has semantic maps; AP if it has a COCO instances JSON.
+
+    Cityscapes: mIoU on the train-id maps (the Cityscapes script's IoU wherever every class
+    occurs in the ground truth, as in val), PQ, and mask AP by the Cityscapes script."""
     meta = MetadataCatalog.get(dataset_name)
     evaluators: List[DatasetEvaluator] = []
-    if options.semantic and meta.get("sem_seg_root"):
+    if options.semantic and (cityscapes or meta.get("sem_seg_root")):
         evaluators.append(_semantic(dataset_name, output_dir, options))
     if options.panoptic:
-        evaluators.append(_panoptic(dataset_name, output_dir, options))
+        write = options.panoptic_predictions
+        evaluators.append(
+            PanopticEvaluator(dataset_name, output_dir=output_dir, write_predictions=write)
+        )
     if options.instance:
-        if meta.get("json_file"):
+        if cityscapes:
+            _require_cityscapes_scripts(dataset_name)
+            evaluators.append(CityscapesInstanceEvaluator(dataset_name))
+        elif meta.get("json_file"):
             evaluators.append(_instance(dataset_name, output_dir))
         else:
             logger.warning(
@@ -116,25 +120,11 @@ def _cityscapes_sem_seg(dataset_name, output_dir, options: EvaluationOptions):
     return [CityscapesSemSegEvaluator(dataset_name)]
 
 
-def _cityscapes_panoptic_seg(dataset_name, output_dir, options: EvaluationOptions):
-    """mIoU on the train-id maps (the Cityscapes script's IoU wherever every class occurs in the
-    ground truth, as in val), PQ, and mask AP by the Cityscapes script."""
-    evaluators: List[DatasetEvaluator] = []
-    if options.semantic:
-        evaluators.append(_semantic(dataset_name, output_dir, options))
-    if options.panoptic:
-        evaluators.append(_panoptic(dataset_name, output_dir, options))
-    if options.instance:
-        _require_cityscapes_scripts(dataset_name)
-        evaluators.append(CityscapesInstanceEvaluator(dataset_name))
-    return evaluators
-
-
 # evaluator_type -> function(dataset_name, output_dir, options) -> the evaluators that apply
 EVALUATORS: Dict[str, Callable[[str, Optional[str], EvaluationOptions], List[DatasetEvaluator]]] = {
     "sem_seg": _sem_seg,
     "cityscapes_sem_seg": _cityscapes_sem_seg,
-    "cityscapes_panoptic_seg": _cityscapes_panoptic_seg,
+    "cityscapes_panoptic_seg": functools.partial(_panoptic_seg, cityscapes=True),
     "coco_panoptic_seg": _panoptic_seg,
     "ade20k_panoptic_seg": _panoptic_seg,
     "coco": _coco_instances,
@@ -174,16 +164,11 @@ def reads_semantic_labels(dataset_name: str) -> bool:
 
 
 def evaluation_semantic_output(cfg) -> str:
-    """The semantic output (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT's values) the model gives
-    when evaluated on cfg.DATASETS.TEST, with TEST.AUG if enabled: the one place that decides
-    it, so that every consumer can read what the model gives.
-
-    "scores" becomes "labels" where no consumer reads scores: the same metrics, without the
-    (K, H, W) score maps.
+    """The semantic output (a SEMANTIC_OUTPUT value) the model gives when evaluated on
+    cfg.DATASETS.TEST: "scores" becomes "labels" where no consumer reads scores.
 
     Raises:
-        ConfigValueError: labels asked for where test-time augmentation (which averages scores)
-            or an evaluator that reads scores (Detectron2's Cityscapes evaluator) consumes them.
+        ConfigValueError: labels asked for where TEST.AUG or an evaluator reads scores.
     """
     test = cfg.MODEL.MASK_FORMER.TEST
     requested = check_semantic_output(cfg)

@@ -2,10 +2,8 @@
 
 The evaluations themselves are cityscapesscripts' `evalPixelLevelSemanticLabeling` and
 `evalInstanceLevelSemanticLabeling`, which call `np.in1d`; NumPy 2.4 removed it (`np.isin`
-replaces it). While our evaluators run, those modules see a NumPy stand-in that adds `in1d`
-back; nothing else sees it, and nothing stays changed afterwards. The instance evaluation also
-dumps its matches to `matches.json` in the working directory, a debugging aid that nothing reads
-and that fails on NumPy integers: while our evaluator runs, that one file is not written.
+replaces it). While our evaluators run, those modules alone see a NumPy with `in1d`. The instance
+evaluation's debugging dump `matches.json`, which fails on NumPy integers, is not written.
 """
 
 from __future__ import annotations

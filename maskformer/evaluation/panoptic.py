@@ -3,13 +3,7 @@ predicted id maps in memory: the same numbers as panopticapi's `pq_compute`, wit
 the predictions as PNGs and reading them back.
 
 One joint histogram of (ground-truth segment, predicted segment) pixel pairs per image gives
-every intersection; panopticapi's rules are then applied to it: ground-truth areas from the JSON,
-predicted areas from the map, id 0 VOID; a pair of the same category, the ground truth not a
-crowd, matches when IoU > 0.5 (the prediction's pixels on VOID left out of the union); an
-unmatched prediction is no false positive when more than half of it lies on VOID or on a crowd
-segment of its category (the last listed, as panopticapi does); unmatched non-crowd ground truth
-is a false negative. The pixels are counted by pairs of small per-pixel codes of the two maps
-(`compact_ids`), and the few code pairs then summed into segment pairs.
+every intersection, to which panopticapi's matching rules are applied (see `pq_compact_stats`).
 
 Shapes: C categories, G / P ground-truth / predicted segments of an image, H x W the image.
 """
@@ -80,9 +74,7 @@ def pq_image_stats(
         pred_segments: "id", "category_id" (dataset category ids) of the predicted segments.
         image: named in errors.
     Raises:
-        ValueError: where panopticapi raises (predicted ids missing from `pred_segments` or
-            listed without a pixel, unknown categories), on differing sizes and on ids that are
-            not integers in [0, 2^24).
+        ValueError: where panopticapi raises, on differing sizes and on ids outside [0, 2^24).
     """
     gt = compact_ids(gt_ids, [s["id"] for s in gt_segments], image)
     return pq_compact_stats(gt, gt_segments, pred_ids, pred_segments, category_ids, image)
@@ -97,7 +89,13 @@ def pq_compact_stats(
     image: str = "?",
 ) -> np.ndarray:
     """`pq_image_stats` with the ground-truth ids in compact form (`compact_ids`, as the test
-    loader gives them): the same (C, 4) TP, FP, FN, IoU sum, and the same errors."""
+    loader gives them): the same (C, 4) TP, FP, FN, IoU sum, and the same errors.
+
+    As panopticapi: ground-truth areas come from the JSON, id 0 is VOID; a pair of the same
+    category, the ground truth not a crowd, matches when IoU > 0.5 (the prediction's pixels on VOID
+    left out of the union); an unmatched prediction is no false positive when more than half of it
+    lies on VOID or on a crowd segment of its category (the last listed).
+    """
     if gt.index.shape != pred_ids.shape:
         raise ValueError(
             f"{image}: ground truth is {gt.index.shape} but the prediction is {pred_ids.shape}"
@@ -193,14 +191,8 @@ class PanopticEvaluator(DatasetEvaluator):
     """PQ / SQ / RQ (results keys of Detectron2's COCOPanopticEvaluator), computed image by
     image in memory, plus a per-category report in `output_dir`.
 
-    It keeps per image nothing but the summed per-category counts; with `write_predictions` the
-    predicted maps go to `output_dir/panoptic_seg_predictions/*.png` as they come, and their
-    segments to `panoptic_seg_predictions.json` (COCO panoptic results format).
-
-    The ground-truth map of an image is its input's "pan_seg_gt" (`CompactIds`), which the test
-    loader's workers decode (`maskformer.data.build_test_loader`), or else the PNG in
-    "panoptic_root" that the JSON names, read here. Segments, crowds and areas come from the
-    JSON either way.
+    The ground-truth map is the input's "pan_seg_gt" (decoded by the test loader's workers), or
+    else the PNG the JSON names; segments, crowds and areas come from the JSON.
     """
 
     def __init__(
@@ -218,7 +210,7 @@ class PanopticEvaluator(DatasetEvaluator):
                 "panoptic_root" and Detectron2's contiguous-id maps of things and stuff.
             num_workers: threads computing PQ while the model runs (at most 2 images each
                 waiting); 0: in `process`.
-            write_predictions: write the prediction PNGs + JSON (for a server submission).
+            write_predictions: write the prediction PNGs + JSON (COCO panoptic results format).
         """
         meta = MetadataCatalog.get(dataset_name)
         self._dataset_name = dataset_name

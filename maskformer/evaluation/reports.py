@@ -1,8 +1,6 @@
 """What a person reads after an evaluation: per-class tables (markdown and CSV), metrics.json,
 the confusion matrix (.npy and a row-normalised heat map) and a sorted per-class bar chart, all
-in the evaluator's output folder; and a console summary with the worst classes.
-
-Shapes: K classes.
+in the evaluator's output folder; and a console summary with the worst classes. K classes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Semantic segmentation metrics from a confusion matrix: a drop-in for Detectron2's
-SemSegEvaluator with the same numbers, computed without a (K, H, W) score tensor when the model
-gives class ids, and with the tables and plots of `reports`.
+SemSegEvaluator with the same numbers, and the tables and plots of `reports`.
 
-Shapes: K classes, H x W an image. The confusion matrix is (K, K) int64, rows the ground-truth
-class and columns the predicted class, counting the pixels whose ground truth is not ignored.
+Shapes: K classes, H x W an image; confusion matrices are (K, K) [gt class, predicted class].
 """
 
 from __future__ import annotations
@@ -146,14 +144,8 @@ def semantic_metrics(conf: np.ndarray) -> Dict[str, np.ndarray]:
 
 
 class SemanticEvaluator(DatasetEvaluator):
-    """mIoU, fwIoU, mACC, pACC and per-class IoU / accuracy, equal to Detectron2's
-    SemSegEvaluator on the same predictions (same result keys), plus mDice, optional Boundary
-    IoU, and a report (table, plots, metrics.json) in `output_dir`.
-
-    Per image it keeps nothing but the confusion matrix: the per-image RLE JSON
-    (`sem_seg_predictions.json`, COCO-Stuff results format) is written only with
-    `write_predictions_json`.
-    """
+    """Detectron2's SemSegEvaluator's numbers and result keys, plus mDice, optional Boundary
+    IoU, and a report (table, plots, metrics.json) in `output_dir`."""
 
     def __init__(
         self,
@@ -167,12 +159,10 @@ class SemanticEvaluator(DatasetEvaluator):
     ):
         """
         Args:
-            dataset_name: a registered dataset whose records have "sem_seg_file_name" and whose
-                metadata has "stuff_classes" and "ignore_label".
             distributed: sum the confusion matrices of all processes (results on rank 0 only).
-            output_dir: where the report goes (None: nowhere).
             boundary_iou: also compute per-class Boundary IoU (one erosion per class per image).
-            write_predictions_json: keep every image's RLEs and write `sem_seg_predictions.json`.
+            write_predictions_json: keep every image's RLEs and write `sem_seg_predictions.json`
+                (COCO-Stuff results format).
             label_loader: file name -> (H, W) integer label map.
         """
         meta = MetadataCatalog.get(dataset_name)
@@ -259,12 +249,12 @@ class SemanticEvaluator(DatasetEvaluator):
             for i, name in enumerate(self._class_names):
                 res[f"BoundaryIoU-{name}"] = 100 * b_iou[i]
             per_class["BoundaryIoU"] = b_iou
+        summary = {k: v for k, v in res.items() if "-" not in k}
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             if self._write_json:
                 with open(os.path.join(self._output_dir, "sem_seg_predictions.json"), "w") as f:
                     json.dump(predictions, f)
-            summary = {k: res[k] for k in res if "-" not in k}
             reports.write_report(
                 self._output_dir,
                 task="sem_seg",
@@ -275,13 +265,6 @@ class SemanticEvaluator(DatasetEvaluator):
                 confusion=conf,
                 sort_by="IoU",
             )
-        reports.log_summary(
-            logger,
-            self._dataset_name,
-            "sem_seg",
-            {k: v for k, v in res.items() if "-" not in k},
-            self._class_names,
-            100 * m["IoU"],
-            "IoU",
-        )
+        names, iou = self._class_names, 100 * m["IoU"]
+        reports.log_summary(logger, self._dataset_name, "sem_seg", summary, names, iou, "IoU")
         return OrderedDict({"sem_seg": res})

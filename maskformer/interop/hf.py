@@ -1,9 +1,5 @@
-"""Hugging Face `MaskFormerForInstanceSegmentation` <-> MaskFormer (official layout) conversion.
-
-Weights: `hf_to_maskformer` and `maskformer_to_hf` map state dicts by name, splitting or fusing
-the packed q/k/v projections; they need no `transformers` install. Configs:
-`maskformer_cfg_from_hf_config` gives the config overrides that build our matching model from an
-HF `config.json`, and `hf_config_from_maskformer_cfg` writes an HF `config.json` for ours.
+"""Hugging Face `MaskFormerForInstanceSegmentation` <-> MaskFormer (official layout) conversion of
+weights and configs, without a `transformers` install (tools/convert_hf_maskformer.py).
 
 HF spells its weights two ways: files (`model.safetensors` on the hub, and what `save_pretrained`
 writes) use `out_proj`, `fc1`, `fc2` in the transformer decoder, while the modules of
@@ -13,14 +9,8 @@ which every transformers version loads.
 HF's ResNet variant is the torchvision ResNet (stride in the 3x3 conv, 7x7 stem), i.e.
 Detectron2's `build_resnet_backbone` with `STRIDE_IN_1X1: False`, `STEM_TYPE: "basic"`, as in
 the official MaskFormer configs; its BatchNorm in eval mode computes what FrozenBN computes.
-HF's Swin variant (`maskformer-swin`) is the official D2SwinTransformer.
-
-What HF's model cannot express (conversion to HF raises `UnsupportedConversionError`): the
-DeepLab stem of R101c, dilated or grouped ResNets, the "+6 Enc" `TransformerEncoderPixelDecoder`,
-an encoder inside the predictor's transformer, pre-norm transformer layers, a forced input
-projection (`ENFORCE_INPUT_PROJ` when widths already match), pixel-decoder norms other than
-GroupNorm(32), Swin with an absolute position embedding, without the patch norm, or with a custom
-`QK_SCALE`, and backbone features other than all four stages.
+HF's Swin variant (`maskformer-swin`) is the official D2SwinTransformer. What HF's model cannot
+express raises `UnsupportedConversionError`, naming it (the tool's --help lists it).
 """
 
 from __future__ import annotations
@@ -217,10 +207,8 @@ def _unknown_error(keys: List[str], what: str) -> UnsupportedConversionError:
 
 
 def hf_to_maskformer(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """HF `MaskFormerForInstanceSegmentation` state dict -> ours (the official layout).
-
-    Accepts both HF spellings. BatchNorm `num_batches_tracked` counters and the unused Swin
-    classifier norm are dropped.
+    """HF `MaskFormerForInstanceSegmentation` state dict (either spelling) -> ours, without the
+    BatchNorm counters and the unused Swin classifier norm.
 
     Raises:
         UnsupportedConversionError: a key no rule knows (another HF model or version).
@@ -265,13 +253,11 @@ def hf_to_maskformer(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
 
 
 def maskformer_to_hf(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Our state dict -> HF `MaskFormerForInstanceSegmentation` (file spelling).
-
-    BatchNorm counters are added where HF's BatchNorm has them, and the unused Swin classifier
-    norm is set to the identity, so that HF loads the result without missing weights.
+    """Our state dict -> HF `MaskFormerForInstanceSegmentation` (file spelling), with the BatchNorm
+    counters and the unused Swin classifier norm (the identity) that HF expects.
 
     Raises:
-        UnsupportedConversionError: weights HF's model has no place for (see the module docs).
+        UnsupportedConversionError: weights HF's model has no place for.
     """
     kind = _backbone_kind(state, hf=False)
     rename = _Renamer(_HEAD_RULES + (_SWIN_RULES if kind == "swin" else _RESNET_RULES), True)
@@ -329,9 +315,9 @@ _IMAGENET_MEAN = [123.675, 116.28, 103.53]
 _IMAGENET_STD = [58.395, 57.12, 57.375]
 
 
-def _require(cond: bool, problems: List[str], message: str) -> None:
-    if not cond:
-        problems.append(message)
+def _unmet(*checks: Tuple[bool, str]) -> List[str]:
+    """The messages of the checks whose condition is False."""
+    return [message for ok, message in checks if not ok]
 
 
 def maskformer_cfg_from_hf_config(hf: Mapping[str, Any]) -> Dict[str, Any]:
@@ -342,7 +328,6 @@ def maskformer_cfg_from_hf_config(hf: Mapping[str, Any]) -> Dict[str, Any]:
     Raises:
         UnsupportedConversionError: listing everything our model cannot express.
     """
-    problems: List[str] = []
     if hf.get("model_type") != "maskformer":
         raise UnsupportedConversionError(
             f"expected an HF config with model_type 'maskformer', got {hf.get('model_type')!r}"
@@ -375,14 +360,18 @@ def maskformer_cfg_from_hf_config(hf: Mapping[str, Any]) -> Dict[str, Any]:
         "MODEL.MASK_FORMER.DICE_WEIGHT": hf.get("dice_weight", 1.0),
         "MODEL.MASK_FORMER.MASK_WEIGHT": hf.get("mask_weight", 20.0),
     }
-    _require(dec.get("activation_function", "relu") == "relu", problems, "decoder activation")
     features = bb.get("out_features") or list(_STAGES)
-    _require(list(features) == _STAGES, problems, f"backbone out_features {features}")
+    problems = _unmet(
+        (dec.get("activation_function", "relu") == "relu", "decoder activation"),
+        (list(features) == _STAGES, f"backbone out_features {features}"),
+    )
     kind = bb.get("model_type")
     if kind in ("swin", "maskformer-swin"):
-        _require(not bb.get("use_absolute_embeddings"), problems, "Swin absolute embeddings")
-        _require(bb.get("hidden_act", "gelu") == "gelu", problems, "Swin activation")
-        _require(bb.get("layer_norm_eps", 1e-5) == 1e-5, problems, "Swin LayerNorm eps")
+        problems += _unmet(
+            (not bb.get("use_absolute_embeddings"), "Swin absolute embeddings"),
+            (bb.get("hidden_act", "gelu") == "gelu", "Swin activation"),
+            (bb.get("layer_norm_eps", 1e-5) == 1e-5, "Swin LayerNorm eps"),
+        )
         size = bb.get("image_size", 224)
         out.update(
             {
@@ -408,17 +397,16 @@ def maskformer_cfg_from_hf_config(hf: Mapping[str, Any]) -> Dict[str, Any]:
         depths = tuple(bb.get("depths", (3, 4, 6, 3)))
         widths = list(bb.get("hidden_sizes", [256, 512, 1024, 2048]))
         depth = _D2_RESNET_DEPTHS.get((layer_type, depths))
-        _require(depth is not None, problems, f"ResNet {layer_type} depths {list(depths)}")
-        _require(
-            widths == [widths[0] * 2**i for i in range(4)], problems, f"ResNet widths {widths}"
+        problems += _unmet(
+            (depth is not None, f"ResNet {layer_type} depths {list(depths)}"),
+            (widths == [widths[0] * 2**i for i in range(4)], f"ResNet widths {widths}"),
+            (
+                layer_type == "bottleneck" or widths[0] == 64,
+                "basic-block ResNet wider than 64 in stage 1 (Detectron2's R18/R34 are 64)",
+            ),
+            (not bb.get("downsample_in_first_stage"), "downsample_in_first_stage"),
+            (bb.get("hidden_act", "relu") == "relu", "ResNet activation"),
         )
-        _require(
-            layer_type == "bottleneck" or widths[0] == 64,
-            problems,
-            "basic-block ResNet wider than 64 in stage 1 (Detectron2's R18/R34 are 64)",
-        )
-        _require(not bb.get("downsample_in_first_stage"), problems, "downsample_in_first_stage")
-        _require(bb.get("hidden_act", "relu") == "relu", problems, "ResNet activation")
         # Detectron2's bottleneck width; HF's is a quarter of the block width.
         bottleneck = widths[0] // 4 if layer_type == "bottleneck" else 64
         out.update(
@@ -450,49 +438,38 @@ def hf_config_from_maskformer_cfg(cfg, class_names: Optional[List[str]] = None) 
     """An HF `MaskFormerConfig` (as the dict of `config.json`) for the model `cfg` builds.
 
     Args:
-        cfg: our config.
         class_names: K names for HF's `id2label` (default "LABEL_i").
     Raises:
         UnsupportedConversionError: listing everything HF's model cannot express.
     """
     m, mf, head = cfg.MODEL, cfg.MODEL.MASK_FORMER, cfg.MODEL.SEM_SEG_HEAD
-    problems: List[str] = []
-    _require(
-        m.META_ARCHITECTURE == "MaskFormer", problems, f"META_ARCHITECTURE {m.META_ARCHITECTURE}"
-    )
-    _require(
-        head.PIXEL_DECODER_NAME == "BasePixelDecoder",
-        problems,
-        f"pixel decoder {head.PIXEL_DECODER_NAME} (HF has only the FPN one)",
-    )
-    _require(head.NORM == "GN", problems, f"SEM_SEG_HEAD.NORM {head.NORM!r} (HF: GroupNorm(32))")
-    _require(
-        list(head.IN_FEATURES) == _FEATURES,
-        problems,
-        f"SEM_SEG_HEAD.IN_FEATURES {list(head.IN_FEATURES)}",
-    )
-    _require(
-        mf.TRANSFORMER_IN_FEATURE == "res5",
-        problems,
-        f"TRANSFORMER_IN_FEATURE {mf.TRANSFORMER_IN_FEATURE}",
-    )
-    _require(
-        mf.ENC_LAYERS == 0, problems, "MASK_FORMER.ENC_LAYERS > 0 (HF has no predictor encoder)"
-    )
-    _require(not mf.PRE_NORM, problems, "MASK_FORMER.PRE_NORM (HF is post-norm)")
-    _require(
-        list(m.PIXEL_MEAN) == _IMAGENET_MEAN and list(m.PIXEL_STD) == _IMAGENET_STD,
-        problems,
-        "PIXEL_MEAN/STD other than ImageNet RGB (set them in HF's image processor)",
+    problems = _unmet(
+        (m.META_ARCHITECTURE == "MaskFormer", f"META_ARCHITECTURE {m.META_ARCHITECTURE}"),
+        (
+            head.PIXEL_DECODER_NAME == "BasePixelDecoder",
+            f"pixel decoder {head.PIXEL_DECODER_NAME} (HF has only the FPN one)",
+        ),
+        (head.NORM == "GN", f"SEM_SEG_HEAD.NORM {head.NORM!r} (HF: GroupNorm(32))"),
+        (list(head.IN_FEATURES) == _FEATURES, f"SEM_SEG_HEAD.IN_FEATURES {list(head.IN_FEATURES)}"),
+        (
+            mf.TRANSFORMER_IN_FEATURE == "res5",
+            f"TRANSFORMER_IN_FEATURE {mf.TRANSFORMER_IN_FEATURE}",
+        ),
+        (mf.ENC_LAYERS == 0, "MASK_FORMER.ENC_LAYERS > 0 (HF has no predictor encoder)"),
+        (not mf.PRE_NORM, "MASK_FORMER.PRE_NORM (HF is post-norm)"),
+        (
+            list(m.PIXEL_MEAN) == _IMAGENET_MEAN and list(m.PIXEL_STD) == _IMAGENET_STD,
+            "PIXEL_MEAN/STD other than ImageNet RGB (set them in HF's image processor)",
+        ),
     )
     name = m.BACKBONE.NAME
     if name == "D2SwinTransformer":
         s = m.SWIN
-        _require(not s.APE, problems, "SWIN.APE")
-        _require(s.PATCH_NORM, problems, "SWIN.PATCH_NORM False")
-        _require(s.QK_SCALE is None, problems, "SWIN.QK_SCALE")
-        _require(
-            list(s.OUT_FEATURES) == _FEATURES, problems, f"SWIN.OUT_FEATURES {list(s.OUT_FEATURES)}"
+        problems += _unmet(
+            (not s.APE, "SWIN.APE"),
+            (s.PATCH_NORM, "SWIN.PATCH_NORM False"),
+            (s.QK_SCALE is None, "SWIN.QK_SCALE"),
+            (list(s.OUT_FEATURES) == _FEATURES, f"SWIN.OUT_FEATURES {list(s.OUT_FEATURES)}"),
         )
         embed_dim, n_stages = s.EMBED_DIM, len(s.DEPTHS)
         top_channels = embed_dim * 2 ** (n_stages - 1)
@@ -517,26 +494,21 @@ def hf_config_from_maskformer_cfg(cfg, class_names: Optional[List[str]] = None) 
         }
     elif name in ("build_resnet_backbone", "build_resnet_deeplab_backbone"):
         r = m.RESNETS
-        _require(
-            name == "build_resnet_backbone" and r.STEM_TYPE == "basic",
-            problems,
-            "the DeepLab ResNet stem (R101c)",
-        )
-        _require(r.NUM_GROUPS == 1, problems, "grouped ResNet (ResNeXt)")
-        _require(r.RES5_DILATION == 1, problems, "RESNETS.RES5_DILATION")
-        _require(not any(r.DEFORM_ON_PER_STAGE), problems, "deformable convolutions")
-        _require(
-            list(r.OUT_FEATURES) == _FEATURES,
-            problems,
-            f"RESNETS.OUT_FEATURES {list(r.OUT_FEATURES)}",
-        )
         bottleneck = r.DEPTH >= 50
-        if bottleneck:
-            _require(
-                r.WIDTH_PER_GROUP * 4 == r.RES2_OUT_CHANNELS,
-                problems,
+        problems += _unmet(
+            (
+                name == "build_resnet_backbone" and r.STEM_TYPE == "basic",
+                "the DeepLab ResNet stem (R101c)",
+            ),
+            (r.NUM_GROUPS == 1, "grouped ResNet (ResNeXt)"),
+            (r.RES5_DILATION == 1, "RESNETS.RES5_DILATION"),
+            (not any(r.DEFORM_ON_PER_STAGE), "deformable convolutions"),
+            (list(r.OUT_FEATURES) == _FEATURES, f"RESNETS.OUT_FEATURES {list(r.OUT_FEATURES)}"),
+            (
+                not bottleneck or r.WIDTH_PER_GROUP * 4 == r.RES2_OUT_CHANNELS,
                 "a bottleneck width other than a quarter of the block width",
-            )
+            ),
+        )
         depths = {v: k[1] for k, v in _D2_RESNET_DEPTHS.items()}[r.DEPTH]
         top_channels = r.RES2_OUT_CHANNELS * 8
         backbone = {

@@ -1,11 +1,7 @@
-"""ImageNet classifiers -> Detectron2 backbone-initialisation files.
-
-Both converters return Detectron2's model-zoo format, `{"model": {name: numpy array},
-"__author__": ..., "matching_heuristics": True}`: names are those of the backbone without the
-`backbone.` prefix, and Detectron2's loader (and `MaskFormerCheckpointer`) matches them to the
-model by suffix. Classifier heads and buffers the backbones do not have are dropped, so loading
-reports only what really differs. Pickle the result with `pickle.dump`: it holds only plain
-containers and numpy arrays, which `MaskFormerCheckpointer` reads without running code.
+"""ImageNet classifiers -> Detectron2 backbone-initialisation files: `{"model": {name: numpy
+array}, "__author__": ..., "matching_heuristics": True}`, names without the `backbone.` prefix
+(matched by suffix at loading), classifier heads dropped. `pickle.dump` the result: plain data
+only, which `MaskFormerCheckpointer` reads without running code.
 """
 
 from __future__ import annotations
@@ -24,12 +20,9 @@ def _numpy(v: Tensor) -> np.ndarray:
 
 
 def torchvision_resnet_to_d2(state: Mapping[str, Tensor]) -> Dict[str, Any]:
-    """A torchvision ResNet-{18,34,50,101,152} state dict -> Detectron2 ResNet names.
-
-    `conv1`/`bn1` -> `stem.conv1`/`stem.conv1.norm`; `layerN.i.convK`/`bnK` ->
-    `res{N+1}.i.convK`/`convK.norm`; `downsample.0`/`.1` -> `shortcut`/`shortcut.norm`. The
-    classifier `fc` and BatchNorm counters are dropped. Use with `RESNETS.STRIDE_IN_1X1: False`
-    (torchvision strides in the 3x3 conv) and RGB ImageNet `PIXEL_MEAN`/`PIXEL_STD`.
+    """A torchvision ResNet-{18,34,50,101,152} state dict -> Detectron2 ResNet names. Use with
+    `RESNETS.STRIDE_IN_1X1: False` (torchvision strides in the 3x3 conv) and RGB ImageNet
+    `PIXEL_MEAN`/`PIXEL_STD`.
 
     Raises:
         ValueError: the state dict is not a torchvision ResNet's.
