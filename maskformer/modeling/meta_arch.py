@@ -73,13 +73,8 @@ class MaskFormer(nn.Module):
     ):
         """
         Args:
-            backbone: image features by name.
-            sem_seg_head: features -> predictor output dict (MaskFormerHead).
-            criterion: predictor output + targets -> weighted losses.
-            postprocessing: one image's class and mask logits -> its outputs.
             thing_ids: contiguous ids of the thing classes of the dataset to post-process for;
-                None if it declares none (then panoptic output is all stuff and every class can
-                be an instance).
+                None if it declares none.
             size_divisibility: pad the batch to a multiple of this (<0: the backbone's).
             pixel_mean, pixel_std: input normalisation, in the input's channel order.
         """
