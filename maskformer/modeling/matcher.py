@@ -56,7 +56,6 @@ class HungarianMatcher(nn.Module):
     ):
         """
         Args:
-            cost_class, cost_mask, cost_dice: weights of the three cost terms.
             num_points: 0 to compare masks at every pixel of the prediction grid (official);
                 P > 0 to compare them at P uniformly random points per image, shared by all
                 its predictions and targets (Mask2Former), read by bilinear interpolation.
@@ -77,14 +76,8 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def cost_matrix(self, logits: Tensor, masks: Tensor, target: Dict[str, Tensor]) -> Tensor:
-        """
-        Args:
-            logits: (Q, K + 1) class logits of one image.
-            masks: (Q, H, W) mask logits of one image.
-            target: "labels" (T,) int64 and "masks" (T, Hp, Wp).
-        Returns:
-            (Q, T) float32 cost, possibly with non-finite entries if the inputs have them.
-        """
+        """(Q, T) float32 cost of one image's logits (Q, K + 1) and masks (Q, H, W) against its
+        target "labels" (T,) and "masks" (T, Hp, Wp); non-finite where the inputs are."""
         logits = logits.float()
         masks = masks.float()
         labels = target["labels"]

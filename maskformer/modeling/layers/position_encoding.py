@@ -33,13 +33,8 @@ class PositionEmbeddingSine(nn.Module):
         self.scale = 2 * math.pi if scale is None else scale
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """
-        Args:
-            x: (B, C, H, W) feature map; only its shape, device and dtype are used.
-            mask: optional (B, H, W) bool, True at padded pixels.
-        Returns:
-            (B, 2 * num_pos_feats, H, W) encoding in x's dtype.
-        """
+        """x: (B, C, H, W), only its shape, device and dtype used; mask: optional (B, H, W) bool,
+        True at padded pixels. Returns (B, 2 * num_pos_feats, H, W) in x's dtype."""
         b, _, h, w = x.shape
         if mask is None:
             # Positions are 1..H and 1..W: the cumulative sum of an all-valid mask.
