@@ -17,7 +17,7 @@ def read_class_weights(
     """K class weights from a config value: None / [] (all 1: returns None), a list of K
     numbers, or the path of a text file of K whitespace-separated numbers. Raises ValueError
     (count not K, a weight negative or not finite) or FileNotFoundError."""
-    if value is None or (not isinstance(value, str) and len(value) == 0) or value == "":
+    if value is None or len(value) == 0:
         return None
     source = "MODEL.MASK_FORMER.CLASS_WEIGHTS"
     if isinstance(value, str):

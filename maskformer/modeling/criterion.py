@@ -120,18 +120,10 @@ class SetCriterion(nn.Module):
         indices: List[Tuple[Tensor, Tensor]],
         num_masks: float,
     ) -> Tuple[Tensor, Tensor]:
-        """Focal and dice losses of one layer's matched masks.
-
-        The predictions are bilinearly upsampled to the padded image size of the targets, as in
-        the official implementation (the padding counts as background); with `num_points` > 0
-        both are read at sampled points instead (`sample_points`).
-
-        Args:
-            pred_masks: (B, Q, H, W) mask logits.
-            indices: the matcher's B (query_idx, target_idx) pairs.
-        Returns:
-            focal, dice: each summed over the M matched masks / num_masks.
-        """
+        """Focal and dice losses of one layer's matched (B, Q, H, W) mask logits, each summed
+        over the M matched masks / num_masks. The predictions are bilinearly upsampled to the
+        padded image size of the targets, as in the official implementation (the padding counts
+        as background); with `num_points` > 0 both are read at sampled points instead."""
         device = pred_masks.device
         src = torch.cat([pred_masks[b, i.to(device)] for b, (i, _) in enumerate(indices)])
         tgt = torch.cat([t["masks"][j.to(device)] for t, (_, j) in zip(targets, indices)])
@@ -162,15 +154,9 @@ class SetCriterion(nn.Module):
     def forward(
         self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]
     ) -> Dict[str, Tensor]:
-        """
-        Args:
-            outputs: the predictor's dict: "pred_logits" (B, Q, K + 1), "pred_masks" (B, Q, H, W)
-                and optionally "aux_outputs", a list of such dicts for earlier layers.
-            targets: B dicts with "labels" (T,) int64 and "masks" (T, Hp, Wp) (bool or float).
-        Returns:
-            weighted losses "loss_ce", "loss_mask", "loss_dice" and, for aux layer i,
-            "loss_ce_i", "loss_mask_i", "loss_dice_i". Their sum is the training loss.
-        """
+        """The predictor's `outputs` and B `targets` ("labels" (T,) int64, "masks" (T, Hp, Wp))
+        -> weighted losses "loss_ce", "loss_mask", "loss_dice" and, for aux layer i,
+        "loss_ce_i", "loss_mask_i", "loss_dice_i". Their sum is the training loss."""
         targets = drop_empty_masks(targets)
         num_masks = num_masks_across_processes(
             sum(len(t["labels"]) for t in targets), outputs["pred_masks"].device

@@ -159,15 +159,9 @@ class MaskProjectionFolded(nn.Module):
 
 
 def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv2d) -> Tensor:
-    """einsum("lbqe,behw->lbqhw", mask_embed, projection(features)) as one convolution
-    per image.
-
-    Args:
-        mask_embed: (L, B, Q, E) mask embeddings.
-        features: (B, C, H, W) the input of `projection`, a convolution C -> E with bias.
-    Returns:
-        (L, B, Q, H, W) mask logits.
-    """
+    """(L, B, Q, H, W) mask logits einsum("lbqe,behw->lbqhw", mask_embed, projection(features))
+    as one convolution per image; mask_embed (L, B, Q, E), features (B, C, H, W) the input of
+    `projection`, a convolution C -> E with bias."""
     n, b, q, _ = mask_embed.shape
     c, k = projection.in_channels, projection.kernel_size
     kernels = torch.einsum("lbqe,ecij->blqcij", mask_embed, projection.weight)

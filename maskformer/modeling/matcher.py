@@ -37,13 +37,9 @@ def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tens
 
 
 class HungarianMatcher(nn.Module):
-    """One-to-one assignment of the Q predictions of an image to its T targets.
-
-    The cost of pairing prediction q with target t is
-    `cost_class * -p_q(c_t) + cost_mask * focal(m_q, t) + cost_dice * dice(m_q, t)`, with the
-    target masks nearest-downsampled to the prediction size. The assignment minimises the total
-    cost; min(Q, T) pairs are returned. Runs in fp32 and without gradients, on any device; the
-    assignment itself is scipy's, on the CPU.
+    """One-to-one assignment of the Q predictions of an image to its T targets, minimising the
+    total cost `cost_class * -p_q(c_t) + cost_mask * focal(m_q, t) + cost_dice * dice(m_q, t)`.
+    Runs in fp32 and without gradients; the assignment itself is scipy's, on the CPU.
     """
 
     def __init__(
@@ -102,13 +98,9 @@ class HungarianMatcher(nn.Module):
     def forward(
         self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
     ) -> List[Tuple[Tensor, Tensor]]:
-        """
-        Args:
-            outputs: "pred_logits" (B, Q, K + 1) and "pred_masks" (B, Q, H, W).
-            targets: B dicts with "labels" (T,) and "masks" (T, Hp, Wp); T may be 0.
-        Returns:
-            B pairs (query_idx, target_idx) of int64 tensors of length min(Q, T), on the CPU.
-        """
+        """outputs: "pred_logits" (B, Q, K + 1), "pred_masks" (B, Q, H, W); targets: B dicts of
+        "labels" (T,) and "masks" (T, Hp, Wp), T possibly 0. Returns B pairs (query_idx,
+        target_idx) of int64 tensors of length min(Q, T), on the CPU."""
         device_type = outputs["pred_masks"].device.type
         indices = []
         with torch.autocast(device_type=device_type, enabled=False):

@@ -404,14 +404,6 @@ class D2SwinTransformer(Backbone):
             hw = next_hw
         return outs
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            n: ShapeSpec(
-                channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]
-            )
-            for n in self._out_features
-        }
-
     @property
     def size_divisibility(self) -> int:
         # Not required (the backbone pads internally), but padding the batch to the coarsest

@@ -39,11 +39,8 @@ _TIMM_ERRORS = (RuntimeError, AssertionError, NotImplementedError, TypeError, Ke
 
 
 def parse_timm_kwargs(items: Sequence[str]) -> Dict[str, Any]:
-    """["img_size=512", "drop_path_rate=0.1"] -> {"img_size": 512, "drop_path_rate": 0.1}.
-
-    Values are Python literals (numbers, booleans, strings in quotes, tuples, None); a bare word
-    that is not a literal is taken as a string.
-    """
+    """["img_size=512", "drop_path_rate=0.1"] -> {"img_size": 512, "drop_path_rate": 0.1}:
+    values are Python literals, or else strings."""
     kwargs: Dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -91,9 +88,6 @@ def create_timm_features(
             single-scale model, its last block).
         pretrained_weights: a local weight file in the full model's layout ("" for random
             weights).
-    Raises:
-        ValueError: naming the model, when timm does not know it or cannot give its features.
-        FileNotFoundError: `pretrained_weights` does not exist.
     """
     kwargs = dict(model_kwargs or {}, features_only=True, in_chans=in_chans, pretrained=False)
     if pretrained_weights:
