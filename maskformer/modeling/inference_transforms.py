@@ -108,9 +108,6 @@ def check_semantic_output(cfg) -> str:
     return value
 
 
-# Frozen batch norm -----------------------------------------------------------------------------
-
-
 def fold_frozen_batchnorm(model: nn.Module) -> int:
     """Replace every Detectron2 `Conv2d` with a `FrozenBatchNorm2d` by one convolution:
     `conv(x, W) * s + t` is `conv(x, W * s) + t` without a second pass over every activation.
@@ -134,9 +131,6 @@ def _folded_conv(conv: Conv2d) -> Conv2d:
         folded.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1))
         folded.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift)
     return folded
-
-
-# Mask projection -------------------------------------------------------------------------------
 
 
 class MaskProjectionFolded(nn.Module):
@@ -201,9 +195,6 @@ def fold_mask_projection(model: nn.Module) -> bool:
     head.predictor = MaskProjectionFolded(predictor, projection)
     decoder.mask_features = nn.Identity()
     return True
-
-
-# Band-wise post-processing ---------------------------------------------------------------------
 
 
 class BandedPostProcessing(PostProcessing):

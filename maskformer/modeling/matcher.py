@@ -53,10 +53,9 @@ class HungarianMatcher(nn.Module):
         """
         Args:
             num_points: 0 to compare masks at every pixel of the prediction grid (official);
-                P > 0 to compare them at P uniformly random points per image, shared by all
-                its predictions and targets (Mask2Former), read by bilinear interpolation.
-            class_weights: K weights; the class cost of a target of class c is scaled by the
-                c-th (the criterion's cross-entropy uses the same ones). None: all 1.
+                P > 0 at P random points per image, shared by its predictions and targets.
+            class_weights: K weights scaling the class cost of a target of each class (as the
+                criterion's cross-entropy). None: all 1.
         """
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:

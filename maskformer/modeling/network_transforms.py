@@ -1,9 +1,8 @@
 """Deployment transforms of the network part of a built model (its backbone and head).
 
-Each changes a built model's `backbone` and `sem_seg_head` in place; the post-processing stays
-float32. What each changes: MODEL.MASK_FORMER.TEST.PRECISION and COMPILE in docs/deployment.md.
-Apply them last (after `optimize_from_config`, which looks inside the head) and after loading
-weights: the wrapped modules have other state-dict keys.
+Each changes `backbone` and `sem_seg_head` in place (docs/deployment.md); apply them last (after
+`optimize_from_config`, which looks inside the head) and after loading weights (the wrapped
+modules have other state-dict keys).
 """
 
 from __future__ import annotations

@@ -41,12 +41,8 @@ def semantic_labels(
     max_chunk_bytes: int = 64 << 20,
 ) -> Tensor:
     """(H, W) int64 class ids of one image's output ("sem_seg" (K, h, w) scores or
-    "sem_seg_labels" (h, w)): the one reader of the semantic output, for every consumer.
-
-    Args:
-        size: (H, W) of the labels; default (h, w). Scores are resized bilinearly and reduced
-            a band of at most `max_chunk_bytes` at a time, labels by nearest neighbour.
-    """
+    "sem_seg_labels" (h, w)): the one reader of the semantic output, for every consumer. `size`:
+    (H, W), default (h, w); scores are resized bilinearly (`resized_argmax`), labels nearest."""
     if "sem_seg_labels" in output:
         labels = output["sem_seg_labels"]
         return labels if size is None else nearest_resize(labels, size)
@@ -272,16 +268,10 @@ class PostProcessing(nn.Module):
         output_size: Tuple[int, int],
         thing_ids: Optional[Sequence[int]],
     ) -> Dict[str, object]:
-        """
-        Args:
-            mask_cls: (Q, K + 1) class logits; mask_logits: (Q, h, w) of the padded input.
-            padded_size: (Hp, Wp); image_size: the image's region of it, from the top left.
-            thing_ids: contiguous ids of the thing classes; None if the dataset declares none
-                (panoptic output is then all stuff, and every class can be an instance).
-        Returns:
-            "sem_seg" (K, H, W) scores, "panoptic_seg" ((H, W) int32 ids, segments_info) and
-            "instances", as switched on.
-        """
+        """mask_cls (Q, K + 1) and mask_logits (Q, h, w) of the padded input (Hp, Wp), whose top
+        left `image_size` is the image -> "sem_seg" (K, H, W), "panoptic_seg" ((H, W) int32 ids,
+        segments_info) and "instances", as switched on. `thing_ids` None: the dataset declares
+        none (panoptic output is then all stuff, and every class can be an instance)."""
         masks = F.interpolate(
             mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
         )[0]

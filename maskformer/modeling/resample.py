@@ -1,10 +1,8 @@
-"""Bilinear resampling of low-resolution maps to the output grid, one band of rows at a time.
+"""Bilinear resampling of low-resolution maps to the output grid, one band of rows at a time, so
+that consumers reducing over channels never hold a (C, H, W) tensor at the output resolution.
 
-So consumers that reduce over the channel dimension (the semantic combination, the panoptic owner
-map, a label map) never hold a (C, H, W) tensor at the output resolution. Bilinear resizing is
-separable: rows go through "taps" (output row i is `sum_t w[i, t] * x[idx[i, t]]`, the whole
-upsample-crop-resize chain folded into one table), columns through `F.interpolate` on the band.
-The result equals the full computation up to float rounding.
+Rows go through "taps" (output row i is `sum_t w[i, t] * x[idx[i, t]]`, the upsample-crop-resize
+chain folded into one table), columns through `F.interpolate` on the band.
 
 Shapes: C channels (queries or classes), h x w the low resolution, H x W the output.
 """

@@ -76,15 +76,10 @@ def coverage(length: int, starts: Sequence[int], window: int) -> Tensor:
 def averaged_rows(
     window_scores: Iterable[Tuple[int, int, Tensor]], grid: WindowGrid, image_size: Size
 ) -> Iterator[Tuple[int, Tensor]]:
-    """The average of overlapping windows' scores, a band of rows at a time, each band as soon as
-    no later window covers it; sums are held in one (K, h, W) strip of the current window-row.
-
-    Args:
-        window_scores: (y, x, (K, h, w) scores) of every window of `grid`, row-major.
-    Yields:
-        (r0, (K, r1 - r0, W) averaged scores of image rows r0:r1), consecutive from row 0 to H
-        (a band is a new tensor: drop it before asking for the next).
-    """
+    """The average of the (y, x, (K, h, w) scores) of every window of `grid` (row-major), as
+    (r0, (K, r1 - r0, W) averaged scores of image rows r0:r1), consecutive from row 0 to H, each
+    band as soon as no later window covers it (a new tensor: drop it before asking for the next).
+    Sums are held in one (K, h, W) strip of the current window-row."""
     height, width = image_size
     h, w = grid.size
     row_count = coverage(height, grid.rows, h)

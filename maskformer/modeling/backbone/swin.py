@@ -269,12 +269,9 @@ class PatchEmbed(nn.Module):
 
 @BACKBONE_REGISTRY.register()
 class D2SwinTransformer(Backbone):
-    """Swin Transformer returning the per-stage features `res2`..`res5` (strides 4 to 32).
-
-    Accepts any input size: the input is padded to a multiple of the patch size and every stage
-    pads its grid to a multiple of the window size internally; outputs are cropped back, so
-    `res{i + 2}` has size ceil(H / 4 / 2**i) x ceil(W / 4 / 2**i).
-    """
+    """Swin Transformer returning the per-stage features `res2`..`res5` (strides 4 to 32), of
+    any input size: padded internally and cropped back, `res{i + 2}` is ceil(H / 4 / 2**i) x
+    ceil(W / 4 / 2**i)."""
 
     @configurable
     def __init__(

@@ -122,12 +122,7 @@ def create_timm_features(
         out_indices = _default_out_indices(info)
     model = create(out_indices)
     if pretrained_weights:
-        adapted = (
-            f"; its first convolution adapted from 3 to {in_chans} input channels "
-            "(timm's adapt_input_conv)"
-            if in_chans != 3
-            else ""
-        )
+        adapted = f", first convolution adapted to {in_chans} channels" if in_chans != 3 else ""
         logger.info(f"Loaded timm '{name}' weights from {pretrained_weights}{adapted}")
     return model
 

@@ -10,12 +10,9 @@ from torch import Tensor, nn
 
 
 class PositionEmbeddingSine(nn.Module):
-    """Sine/cosine encoding of the (y, x) position of every pixel.
-
-    The first `num_pos_feats` channels encode y and the next `num_pos_feats` encode x, each as
-    interleaved sin/cos pairs at geometrically spaced frequencies. With `normalize`, positions are
-    scaled to (0, 2*pi] so the encoding does not depend on the feature map size.
-    """
+    """Sine/cosine encoding of the (y, x) position of every pixel: `num_pos_feats` channels for
+    y, then as many for x. With `normalize`, positions are scaled to (0, 2*pi] so the encoding
+    does not depend on the feature map size."""
 
     def __init__(
         self,
