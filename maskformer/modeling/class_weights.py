@@ -1,10 +1,5 @@
-"""Per-class loss weights (`MODEL.MASK_FORMER.CLASS_WEIGHTS`) for imbalanced data.
-
-One weight per class c is used twice, identically: in the classification loss (the
-cross-entropy weight of class c; "no object" keeps NO_OBJECT_WEIGHT) and in the matching cost
-(the class cost of a target of class c is scaled by it), so a rare class is both paid more for
-and preferred more when queries are assigned.
-"""
+"""Per-class loss weights (`MODEL.MASK_FORMER.CLASS_WEIGHTS`, docs/configs.md) for imbalanced
+data: a rare class is both paid more for and preferred more when queries are assigned."""
 
 from __future__ import annotations
 
@@ -20,14 +15,9 @@ def read_class_weights(
     value: Union[None, str, Sequence[float]], num_classes: int
 ) -> Optional[List[float]]:
     """K class weights from a config value: None / [] (all 1: returns None), a list of K
-    numbers, or the path of a text file of K whitespace-separated numbers.
-
-    Raises:
-        ValueError: naming MODEL.MASK_FORMER.CLASS_WEIGHTS, when the count is not K or a weight
-            is negative or not finite.
-        FileNotFoundError: the file does not exist.
-    """
-    if value is None or (not isinstance(value, str) and len(value) == 0) or value == "":
+    numbers, or the path of a text file of K whitespace-separated numbers. Raises ValueError
+    (count not K, a weight negative or not finite) or FileNotFoundError."""
+    if value is None or len(value) == 0:
         return None
     source = "MODEL.MASK_FORMER.CLASS_WEIGHTS"
     if isinstance(value, str):
@@ -57,12 +47,9 @@ def median_frequency_weights(class_pixels: np.ndarray, present_pixels: np.ndarra
     """Median frequency balancing (Eigen and Fergus, ICCV 2015): w_c = median(f) / f_c with
     f_c = pixels of class c / pixels of the images where c appears.
 
-    Args:
-        class_pixels: (K,) labelled pixels of each class.
-        present_pixels: (K,) labelled pixels of all images that contain the class.
-    Returns:
-        (K,) float64 weights; a class that appears nowhere gets 0 (it cannot be learned), and
-        the median is over the classes that appear.
+    class_pixels, present_pixels (K,): labelled pixels of each class, and of all images that
+    contain it. Returns (K,) float64 weights; a class that appears nowhere gets 0 (it cannot be
+    learned), and the median is over the classes that appear.
     """
     class_pixels = np.asarray(class_pixels, np.float64)
     present_pixels = np.asarray(present_pixels, np.float64)

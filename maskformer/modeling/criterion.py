@@ -1,9 +1,5 @@
 """Set prediction loss of MaskFormer (paper Sec. 3.2, Eq. 1).
 
-For the final decoder layer and, with deep supervision, each earlier one: match predictions to
-targets, then pay cross-entropy on every query's class (the unmatched ones should predict "no
-object") and focal + dice on each matched query's mask.
-
 Shapes: B images, Q queries, K classes, T targets of one image, M matched pairs in the batch,
 H x W the prediction size, Hp x Wp the padded image size of the targets.
 """
@@ -27,11 +23,8 @@ __all__ = ["SetCriterion", "num_masks_across_processes"]
 
 
 def num_masks_across_processes(num_local: int, device: torch.device) -> float:
-    """The loss normaliser: masks per process, averaged over all processes, at least 1.
-
-    Averaging keeps every process's gradient on the same scale when images carry different
-    numbers of masks; the floor of 1 keeps a batch without masks finite.
-    """
+    """The loss normaliser: masks per process, averaged over all processes (so every process's
+    gradient is on the same scale), at least 1 (so a batch without masks stays finite)."""
     num = torch.as_tensor([float(num_local)], device=device)
     world_size = get_world_size()
     if world_size > 1:
@@ -51,8 +44,9 @@ def drop_empty_masks(targets: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]
 
 
 class SetCriterion(nn.Module):
-    """The paper's mask-classification loss (Eq. 1): for each decoder layer, the Hungarian
-    matching of its Q predictions to the targets, then cross-entropy on every query's class and
+    """The paper's mask-classification loss (Eq. 1): for the last decoder layer and, with deep
+    supervision, each earlier one, the Hungarian matching of its Q predictions to the targets,
+    then cross-entropy on every query's class (the unmatched ones should predict "no object") and
     focal + dice on each matched query's mask, weighted and normalised by the number of masks."""
 
     def __init__(
@@ -73,16 +67,12 @@ class SetCriterion(nn.Module):
         """
         Args:
             num_classes: K, not counting "no object".
-            matcher: assigns predictions to targets.
             class_weight, mask_weight, dice_weight: weights of the cross-entropy, focal and dice
                 terms in the total loss (the same for every decoder layer).
-            no_object_weight: cross-entropy class weight of "no object" (the real classes have 1).
-            deep_supervision: also pay the loss on "aux_outputs" when the model returns them.
+            no_object_weight: cross-entropy class weight of "no object".
             num_points: 0 for the official loss on every pixel of the upsampled masks; P > 0
                 for the loss at P points per mask (`sample_points`), which needs far less
                 memory (Mask2Former uses 112 * 112).
-            oversample_ratio, importance_sample_ratio: the point sampling (PointRend's
-                `get_uncertain_point_coords_with_randomness`).
             class_weights: K cross-entropy class weights (None: all 1); the matcher should
                 scale its class cost by the same ones (`MaskFormer.from_config` does).
         """
@@ -130,18 +120,10 @@ class SetCriterion(nn.Module):
         indices: List[Tuple[Tensor, Tensor]],
         num_masks: float,
     ) -> Tuple[Tensor, Tensor]:
-        """Focal and dice losses of one layer's matched masks.
-
-        The predictions are bilinearly upsampled to the padded image size of the targets, as in
-        the official implementation (the padding counts as background); with `num_points` > 0
-        both are read at sampled points instead (`sample_points`).
-
-        Args:
-            pred_masks: (B, Q, H, W) mask logits.
-            indices: the matcher's B (query_idx, target_idx) pairs.
-        Returns:
-            focal, dice: each summed over the M matched masks / num_masks.
-        """
+        """Focal and dice losses of one layer's matched (B, Q, H, W) mask logits, each summed
+        over the M matched masks / num_masks. The predictions are bilinearly upsampled to the
+        padded image size of the targets, as in the official implementation (the padding counts
+        as background); with `num_points` > 0 both are read at sampled points instead."""
         device = pred_masks.device
         src = torch.cat([pred_masks[b, i.to(device)] for b, (i, _) in enumerate(indices)])
         tgt = torch.cat([t["masks"][j.to(device)] for t, (_, j) in zip(targets, indices)])
@@ -155,19 +137,10 @@ class SetCriterion(nn.Module):
         return sigmoid_focal_loss(src, tgt, num_masks), dice_loss(src, tgt, num_masks)
 
     def sample_points(self, src: Tensor, tgt: Tensor) -> Tuple[Tensor, Tensor]:
-        """Predictions and targets at `num_points` points per mask (Mask2Former's sampling),
-        for the losses at those points instead of at every pixel of the upsampled prediction.
-
-        Points are drawn as in PointRend: `oversample_ratio` x num_points uniform candidates,
-        of which the `importance_sample_ratio` share with the most uncertain prediction
-        (logit closest to 0) is kept, the rest uniform. Both maps are read with
-        `values_at_points` (what the full loss's upsampling computes at those positions).
-
-        Args:
-            src: (M, H, W) mask logits; tgt: (M, Hp, Wp) target masks.
-        Returns:
-            (M, P) logits and (M, P) targets at the points.
-        """
+        """(M, P) logits and targets at `num_points` points per mask of src (M, H, W) logits and
+        tgt (M, Hp, Wp) masks, drawn as in PointRend and Mask2Former: `oversample_ratio` x P
+        uniform candidates, of which the `importance_sample_ratio` share with the most uncertain
+        prediction (logit closest to 0) is kept, the rest uniform."""
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
                 src[:, None],
@@ -181,15 +154,9 @@ class SetCriterion(nn.Module):
     def forward(
         self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]
     ) -> Dict[str, Tensor]:
-        """
-        Args:
-            outputs: the predictor's dict: "pred_logits" (B, Q, K + 1), "pred_masks" (B, Q, H, W)
-                and optionally "aux_outputs", a list of such dicts for earlier layers.
-            targets: B dicts with "labels" (T,) int64 and "masks" (T, Hp, Wp) (bool or float).
-        Returns:
-            weighted losses "loss_ce", "loss_mask", "loss_dice" and, for aux layer i,
-            "loss_ce_i", "loss_mask_i", "loss_dice_i". Their sum is the training loss.
-        """
+        """The predictor's `outputs` and B `targets` ("labels" (T,) int64, "masks" (T, Hp, Wp))
+        -> weighted losses "loss_ce", "loss_mask", "loss_dice" and, for aux layer i,
+        "loss_ce_i", "loss_mask_i", "loss_dice_i". Their sum is the training loss."""
         targets = drop_empty_masks(targets)
         num_masks = num_masks_across_processes(
             sum(len(t["labels"]) for t in targets), outputs["pred_masks"].device

@@ -1,13 +1,7 @@
 """Inference transforms: functions that make a built model compute the same outputs faster.
 
-The model's own code is the plain computation. Each transform changes a built model in place
-(load its weights first: folded layers have other state-dict keys) and changes only:
-- `fold_frozen_batchnorm`, `fold_mask_projection`, channels-last weights: float rounding;
-- `BandedPostProcessing`: float rounding, or with `semantic_output="labels"` the output
-  ("sem_seg_labels" (H, W), the argmax of the scores, instead of "sem_seg" (K, H, W)), or with
-  "low_res_labels" an approximation (opt-in only).
-`optimize_for_inference` applies them; `optimize_from_config` as MODEL.MASK_FORMER.TEST says.
-tests/modeling/test_inference_transforms.py keeps each equal to the plain model.
+Each changes a built model in place (load its weights first: folded layers have other state-dict
+keys); what each replaces and changes: docs/architecture.md#where-the-inference-transforms-plug-in.
 
 Shapes: Q queries, K classes, L decoder layers, C and E the channels before and after the mask
 projection, h x w the mask logits' size, H x W the output.
@@ -60,15 +54,14 @@ def optimize_for_inference(
     banded_postprocessing: bool = True,
     semantic_output: str = "scores",
 ) -> nn.Module:
-    """Apply the inference transforms to `model` (in place; a MaskFormer, or any model, whose
-    transforms that do not apply are skipped) and return it.
+    """Apply the inference transforms to `model` in place (those that do not apply are skipped)
+    and return it.
 
     Args:
-        fold_batchnorm, fold_projection: `fold_frozen_batchnorm`, `fold_mask_projection`.
-        channels_last: convolution weights (all 4-D tensors) in channels-last (NHWC) memory
-            order, in which oneDNN and cuDNN run the ResNet's convolutions faster.
+        channels_last: 4-D weights in channels-last (NHWC) memory order, in which oneDNN and
+            cuDNN run the ResNet's convolutions faster.
         banded_postprocessing: replace the model's `PostProcessing` by `BandedPostProcessing`
-            with this `semantic_output` ("scores", "labels" or "low_res_labels").
+            with this `semantic_output`.
     """
     if semantic_output != "scores" and not banded_postprocessing:
         raise ValueError(
@@ -90,15 +83,10 @@ def optimize_for_inference(
 
 
 def optimize_from_config(model: nn.Module, cfg, **overrides) -> nn.Module:
-    """`optimize_for_inference` as MODEL.MASK_FORMER.TEST says: nothing if OPTIMIZE is False,
-    else with its SEMANTIC_OUTPUT; keyword arguments `overrides` take precedence.
-
-    Raises:
-        ConfigValueError: an unknown SEMANTIC_OUTPUT, or labels asked for without OPTIMIZE.
-    """
-    test = cfg.MODEL.MASK_FORMER.TEST
+    """`optimize_for_inference` as MODEL.MASK_FORMER.TEST (OPTIMIZE, SEMANTIC_OUTPUT) says;
+    `overrides` take precedence. Raises `ConfigValueError` as `check_semantic_output`."""
     semantic_output = check_semantic_output(cfg)
-    if not test.OPTIMIZE:
+    if not cfg.MODEL.MASK_FORMER.TEST.OPTIMIZE:
         return model
     return optimize_for_inference(model, **{"semantic_output": semantic_output, **overrides})
 
@@ -120,15 +108,10 @@ def check_semantic_output(cfg) -> str:
     return value
 
 
-# Frozen batch norm -----------------------------------------------------------------------------
-
-
 def fold_frozen_batchnorm(model: nn.Module) -> int:
-    """Replace every Detectron2 `Conv2d` with a `FrozenBatchNorm2d` by one convolution.
-
-    Such a layer computes `conv(x, W) * s + t` with a fixed per-channel scale s and shift t: a
-    second pass over every activation. `conv(x, W * s) + t` is the same function in one pass.
-    Changes float rounding only. Returns the number of layers replaced.
+    """Replace every Detectron2 `Conv2d` with a `FrozenBatchNorm2d` by one convolution:
+    `conv(x, W) * s + t` is `conv(x, W * s) + t` without a second pass over every activation.
+    Returns the number of layers replaced.
     """
     count = 0
     for parent in list(model.modules()):
@@ -150,15 +133,10 @@ def _folded_conv(conv: Conv2d) -> Conv2d:
     return folded
 
 
-# Mask projection -------------------------------------------------------------------------------
-
-
 class MaskProjectionFolded(nn.Module):
     """A `TransformerPredictor` fed with the pixel decoder's features before its last, linear
-    convolution (`projection`, C -> E), folded into the mask embeddings: one convolution with
-    L*Q kernels `sum_e embed[e] * W[e]` (biases `embed . b`) gives the same logits at L*Q*C*k*k
-    multiply-adds per pixel instead of E*C*k*k + L*Q*E (inference, L = 1, Q = 100 < E = 256:
-    about 60% fewer). Float rounding only.
+    convolution (`projection`, C -> E), folded into the mask embeddings: L*Q*C*k*k multiply-adds
+    per pixel instead of E*C*k*k + L*Q*E (inference, L = 1, Q = 100 < E = 256: about 60% fewer).
     """
 
     def __init__(self, predictor: TransformerPredictor, projection: nn.Conv2d):
@@ -175,15 +153,9 @@ class MaskProjectionFolded(nn.Module):
 
 
 def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv2d) -> Tensor:
-    """einsum("lbqe,behw->lbqhw", mask_embed, projection(features)) as one convolution
-    per image.
-
-    Args:
-        mask_embed: (L, B, Q, E) mask embeddings.
-        features: (B, C, H, W) the input of `projection`, a convolution C -> E with bias.
-    Returns:
-        (L, B, Q, H, W) mask logits.
-    """
+    """(L, B, Q, H, W) mask logits einsum("lbqe,behw->lbqhw", mask_embed, projection(features))
+    as one convolution per image; mask_embed (L, B, Q, E), features (B, C, H, W) the input of
+    `projection`, a convolution C -> E with bias."""
     n, b, q, _ = mask_embed.shape
     c, k = projection.in_channels, projection.kernel_size
     kernels = torch.einsum("lbqe,ecij->blqcij", mask_embed, projection.weight)
@@ -199,10 +171,8 @@ def folded_mask_logits(mask_embed: Tensor, features: Tensor, projection: nn.Conv
 
 
 def fold_mask_projection(model: nn.Module) -> bool:
-    """Move the last convolution of a `BasePixelDecoder` into `MaskProjectionFolded` around the
-    head's `TransformerPredictor` (the decoder's `mask_features` becomes an identity), if it is
-    plain (bias, no norm or activation) and folding is cheaper at inference. Returns whether it
-    folded."""
+    """Move a `BasePixelDecoder`'s last convolution into `MaskProjectionFolded`, if it is plain
+    (bias, no norm or activation) and folding is cheaper at inference. Returns whether it folded."""
     head = getattr(model, "sem_seg_head", None)
     decoder = getattr(head, "pixel_decoder", None)
     predictor = getattr(head, "predictor", None)
@@ -227,19 +197,11 @@ def fold_mask_projection(model: nn.Module) -> bool:
     return True
 
 
-# Band-wise post-processing ---------------------------------------------------------------------
-
-
 class BandedPostProcessing(PostProcessing):
     """`PostProcessing` a band of output rows at a time: per band, the mask logits are resampled
-    (`MapResampler`: the official upsample-crop-resize), passed through the sigmoid and combined
-    while in cache, so the (Q, H, W) upsampled masks never exist.
-
-    `semantic_output`: "scores" gives "sem_seg" (K, H, W) as the plain model (float rounding);
-    "labels" only "sem_seg_labels" (H, W) int64, the scores' argmax, without (K, H, W) scores;
-    "low_res_labels" only "sem_seg_labels" combined at the mask resolution, then resized
-    (`semantic_labels_low_res`, an approximation). `band_elements`: at most this many
-    resampled values in one band; `options`: those of `PostProcessing`.
+    (`MapResampler`), passed through the sigmoid and combined while in cache, so the (Q, H, W)
+    upsampled masks never exist. `semantic_output`: as MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT
+    (docs/deployment.md); `band_elements`: at most this many resampled values in one band.
     """
 
     def __init__(
@@ -321,18 +283,9 @@ def semantic_inference_banded(
     band_elements: int = BAND_ELEMENTS,
     labels_only: bool = False,
 ) -> Tensor:
-    """`semantic_inference` of the mask logits resampled by `resampler`, a band of rows at a
-    time.
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_logits: (Q, h, w) low-resolution mask logits.
-        resampler: their geometry to the output (H, W).
-        band_elements: at most this many resampled values at a time.
-        labels_only: return the scores' argmax over K, without the (K, H, W) scores.
-    Returns:
-        (K, H, W) scores, equal to `semantic_inference(mask_cls, resampled logits)` up to float
-        rounding; or (H, W) int64 labels.
+    """`semantic_inference` of the mask logits (Q, h, w) resampled by `resampler`, a band of
+    rows at a time; mask_cls (Q, K + 1). Returns (K, H, W) scores, or with `labels_only` their
+    (H, W) int64 argmax without the scores.
     """
     probs_t = mask_cls.softmax(-1)[:, :-1].T.contiguous()  # (K, Q)
     (q, k), (height, width) = (len(mask_logits), len(probs_t)), resampler.output_size
@@ -363,11 +316,9 @@ def semantic_labels_low_res(
     resampler: MapResampler,
     band_elements: int = BAND_ELEMENTS,
 ) -> Tensor:
-    """(H, W) int64 labels for very large outputs: the (K, h, w) scores of the low-resolution
-    masks (`semantic_inference`), resampled band by band and reduced to their argmax; memory
-    O(K * h * w + H * W + band_elements). An approximation: the exact labels combine the masks
-    after upsampling them, and the sigmoid does not commute with the resize, so the two differ
-    near class boundaries. Arguments as `semantic_inference_banded`."""
+    """(H, W) int64 labels: the (K, h, w) scores of the low-resolution masks resampled band by
+    band and reduced to their argmax. An approximation: the sigmoid does not commute with the
+    resize, so near class boundaries it differs from combining the upsampled masks."""
     scores = semantic_inference(mask_cls, mask_logits)  # (K, h, w)
     height, width = resampler.output_size
     labels = torch.empty((height, width), dtype=torch.int64, device=scores.device)
@@ -385,9 +336,8 @@ def panoptic_inference_banded(
     overlap_threshold: float,
     band_elements: int = BAND_ELEMENTS,
 ) -> Tuple[Tensor, list]:
-    """`panoptic_inference` of the mask logits resampled by `resampler`, one band of rows at a
-    time (only the kept queries are resampled); same arguments and result, except `mask_logits`
-    (Q, h, w) at low resolution."""
+    """`panoptic_inference` of the mask logits (Q, h, w) resampled by `resampler`, a band of
+    rows at a time (only the kept queries)."""
     keep, scores, classes = kept_queries(mask_cls, object_mask_threshold)
     height, width = resampler.output_size
     if not bool(keep.any()):

@@ -34,16 +34,12 @@ def values_at_points(maps: Tensor, coords: Tensor) -> Tensor:
 def sigmoid_focal_loss(
     inputs: Tensor, targets: Tensor, num_masks: float, alpha: float = 0.25, gamma: float = 2.0
 ) -> Tensor:
-    """Focal loss of Lin et al. (RetinaNet), averaged over pixels, summed over masks.
+    """Focal loss of Lin et al. (RetinaNet) of (M, P) logits and targets: the scalar
+    sum_m mean_p loss[m, p] / num_masks.
 
     Args:
-        inputs: (M, P) logits.
-        targets: (M, P) binary targets.
-        num_masks: normaliser of the sum over masks.
         alpha: weight of positives (1 - alpha for negatives); < 0 disables it.
         gamma: focusing exponent on (1 - p_t).
-    Returns:
-        scalar: sum_m mean_p loss[m, p] / num_masks.
     """
     prob = inputs.sigmoid()
     ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
@@ -55,15 +51,8 @@ def sigmoid_focal_loss(
 
 
 def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
-    """Dice loss `1 - (2|p t| + 1) / (|p| + |t| + 1)` with p = sigmoid(inputs), summed over masks.
-
-    Args:
-        inputs: (M, P) logits.
-        targets: (M, P) binary targets.
-        num_masks: normaliser of the sum over masks.
-    Returns:
-        scalar.
-    """
+    """Dice loss `1 - (2|p t| + 1) / (|p| + |t| + 1)` with p = sigmoid(inputs) of (M, P) logits
+    and targets, summed over masks / num_masks (a scalar)."""
     prob = inputs.sigmoid()
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)

@@ -27,13 +27,8 @@ class MaskFormerHead(nn.Module):
         predictor: nn.Module,
         transformer_in_feature: str,
     ):
-        """
-        Args:
-            pixel_decoder: maps backbone features to (mask_features, extra named features).
-            predictor: maps (attended feature, mask_features) to class and mask predictions.
-            transformer_in_feature: name of the feature the predictor attends to, looked up among
-                the backbone features and the pixel decoder's extra features.
-        """
+        """`transformer_in_feature`: the feature the predictor attends to, among the backbone
+        features and the pixel decoder's extra features."""
         super().__init__()
         self.pixel_decoder = pixel_decoder
         self.predictor = predictor
@@ -62,18 +57,12 @@ class MaskFormerHead(nn.Module):
 
 
 def rename_published_pixel_decoder_keys(state_dict: Dict[str, Tensor], prefix: str) -> List[str]:
-    """Rename, in place, the published layout `{prefix}X` to `{prefix}pixel_decoder.X`.
+    """Rename, in place, the published layout `{prefix}X` to `{prefix}pixel_decoder.X`, for every
+    loader; returns the renamed keys (old names), and refuses a mix of both layouts.
 
-    A head has two children, `pixel_decoder` and `predictor`. The published checkpoints name the
-    pixel decoder's tensors directly under the head (`sem_seg_head.adapter_1.weight`); the
-    official code renames them only when the state dict's version metadata says so, which the
-    published pickles do not carry. Key names tell the layouts apart: every key under `prefix`
-    outside those two children is a published pixel-decoder key. The one rule for every loader
-    (the heads' `_load_from_state_dict`, `MaskFormerCheckpointer`). Returns the renamed keys
-    (old names).
-
-    Raises:
-        ValueError: the state dict holds keys of both layouts.
+    The published checkpoints name the pixel decoder's tensors directly under the head
+    (`sem_seg_head.adapter_1.weight`) without the version metadata by which the official code
+    renames them: every key under `prefix` outside `pixel_decoder.` and `predictor.` is one.
     """
     children = (prefix + "pixel_decoder.", prefix + "predictor.")
     published = [k for k in state_dict if k.startswith(prefix) and not k.startswith(children)]

@@ -37,13 +37,9 @@ def sample_points(masks: Tensor, targets: Tensor, num_points: int) -> Tuple[Tens
 
 
 class HungarianMatcher(nn.Module):
-    """One-to-one assignment of the Q predictions of an image to its T targets.
-
-    The cost of pairing prediction q with target t is
-    `cost_class * -p_q(c_t) + cost_mask * focal(m_q, t) + cost_dice * dice(m_q, t)`, with the
-    target masks nearest-downsampled to the prediction size. The assignment minimises the total
-    cost; min(Q, T) pairs are returned. Runs in fp32 and without gradients, on any device; the
-    assignment itself is scipy's, on the CPU.
+    """One-to-one assignment of the Q predictions of an image to its T targets, minimising the
+    total cost `cost_class * -p_q(c_t) + cost_mask * focal(m_q, t) + cost_dice * dice(m_q, t)`.
+    Runs in fp32 and without gradients; the assignment itself is scipy's, on the CPU.
     """
 
     def __init__(
@@ -56,12 +52,10 @@ class HungarianMatcher(nn.Module):
     ):
         """
         Args:
-            cost_class, cost_mask, cost_dice: weights of the three cost terms.
             num_points: 0 to compare masks at every pixel of the prediction grid (official);
-                P > 0 to compare them at P uniformly random points per image, shared by all
-                its predictions and targets (Mask2Former), read by bilinear interpolation.
-            class_weights: K weights; the class cost of a target of class c is scaled by the
-                c-th (the criterion's cross-entropy uses the same ones). None: all 1.
+                P > 0 at P random points per image, shared by its predictions and targets.
+            class_weights: K weights scaling the class cost of a target of each class (as the
+                criterion's cross-entropy). None: all 1.
         """
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
@@ -77,14 +71,8 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def cost_matrix(self, logits: Tensor, masks: Tensor, target: Dict[str, Tensor]) -> Tensor:
-        """
-        Args:
-            logits: (Q, K + 1) class logits of one image.
-            masks: (Q, H, W) mask logits of one image.
-            target: "labels" (T,) int64 and "masks" (T, Hp, Wp).
-        Returns:
-            (Q, T) float32 cost, possibly with non-finite entries if the inputs have them.
-        """
+        """(Q, T) float32 cost of one image's logits (Q, K + 1) and masks (Q, H, W) against its
+        target "labels" (T,) and "masks" (T, Hp, Wp); non-finite where the inputs are."""
         logits = logits.float()
         masks = masks.float()
         labels = target["labels"]
@@ -109,13 +97,9 @@ class HungarianMatcher(nn.Module):
     def forward(
         self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
     ) -> List[Tuple[Tensor, Tensor]]:
-        """
-        Args:
-            outputs: "pred_logits" (B, Q, K + 1) and "pred_masks" (B, Q, H, W).
-            targets: B dicts with "labels" (T,) and "masks" (T, Hp, Wp); T may be 0.
-        Returns:
-            B pairs (query_idx, target_idx) of int64 tensors of length min(Q, T), on the CPU.
-        """
+        """outputs: "pred_logits" (B, Q, K + 1), "pred_masks" (B, Q, H, W); targets: B dicts of
+        "labels" (T,) and "masks" (T, Hp, Wp), T possibly 0. Returns B pairs (query_idx,
+        target_idx) of int64 tensors of length min(Q, T), on the CPU."""
         device_type = outputs["pred_masks"].device.type
         indices = []
         with torch.autocast(device_type=device_type, enabled=False):

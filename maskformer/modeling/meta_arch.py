@@ -49,13 +49,11 @@ class MaskFormer(nn.Module):
 
     Training input: Detectron2 batched dicts with "image" (C, H, W) and "instances" carrying
     `gt_classes` (T,) and `gt_masks` (T, H, W); output: the weighted losses. Inference output
-    per image, at its "height" x "width", from `self.postprocessing`: "sem_seg" (K, H, W)
-    scores, "panoptic_seg" (map, segments_info), "instances", as switched on.
+    per image, at its "height" x "width": `self.postprocessing`'s.
 
-    Panoptic and instance outputs depend on which classes are things. That is a property of
-    the dataset being evaluated, not of the model: `thing_ids` is the default (the first test
-    dataset's), and `model(inputs, dataset_name=...)` post-processes for another registered
-    dataset's classes (the evaluation loop, `train_net.Trainer.test`, does so).
+    Which classes are things is a property of the evaluated dataset, not of the model:
+    `thing_ids` is the default (the first test dataset's), and `model(inputs, dataset_name=...)`
+    post-processes for another registered dataset's classes (as the evaluation loop does).
     """
 
     @configurable
@@ -73,13 +71,8 @@ class MaskFormer(nn.Module):
     ):
         """
         Args:
-            backbone: image features by name.
-            sem_seg_head: features -> predictor output dict (MaskFormerHead).
-            criterion: predictor output + targets -> weighted losses.
-            postprocessing: one image's class and mask logits -> its outputs.
             thing_ids: contiguous ids of the thing classes of the dataset to post-process for;
-                None if it declares none (then panoptic output is all stuff and every class can
-                be an instance).
+                None if it declares none.
             size_divisibility: pad the batch to a multiple of this (<0: the backbone's).
             pixel_mean, pixel_std: input normalisation, in the input's channel order.
         """
@@ -144,12 +137,11 @@ class MaskFormer(nn.Module):
         )
         # A default for use outside the evaluation loop, which passes the evaluated dataset's.
         test_dataset = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None
-        postprocessing = postprocessing_from_config(cfg)
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
             "criterion": criterion,
-            "postprocessing": postprocessing,
+            "postprocessing": postprocessing_from_config(cfg),
             "thing_ids": thing_ids_of(test_dataset),
             "size_divisibility": mf.SIZE_DIVISIBILITY,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,

@@ -1,21 +1,8 @@
 """Deployment transforms of the network part of a built model (its backbone and head).
 
-Like the transforms of `inference_transforms`, each takes a built model, changes it in place and
-says what it changes; they act on `model.backbone` and `model.sem_seg_head` and leave the
-post-processing as it is:
-
-- `run_in_precision(model, torch.bfloat16)`: backbone and head under `torch.autocast` in
-  bfloat16; the post-processing stays float32 (`MaskFormer.inference` casts the logits). Changes
-  the numbers (bfloat16 keeps 8 bits of mantissa), hence labels near class boundaries: a
-  trade of accuracy for speed, off by default.
-- `compile_network(model)`: backbone and head compiled by `torch.compile` (inductor, with its
-  weights frozen as constants; on the CPU it generates C++ and needs a compiler at run time:
-  without one the model stays as it is and one warning says so). Float rounding only.
-
-`network_transforms_from_config(model, cfg)` applies them as MODEL.MASK_FORMER.TEST.PRECISION
-and TEST.COMPILE say. Apply them last (after `optimize_from_config`, which looks inside the head)
-and after loading weights: the wrapped modules have other state-dict keys. The ONNX Runtime path,
-the third deployment path, runs an exported network instead (`maskformer.export`).
+Each changes `backbone` and `sem_seg_head` in place (docs/deployment.md); apply them last (after
+`optimize_from_config`, which looks inside the head) and after loading weights (the wrapped
+modules have other state-dict keys).
 """
 
 from __future__ import annotations
@@ -48,12 +35,8 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 class Autocast(nn.Module):
-    """`module` run under `torch.autocast(dtype)` on the device of its first tensor argument.
-
-    Autocast runs convolutions and matrix products in `dtype` and keeps the operations it lists
-    as precision-sensitive (softmax, normalisation layers, reductions) in float32. Outputs are
-    returned as computed (float32 or `dtype`).
-    """
+    """`module` run under `torch.autocast(dtype)` on the device of its first tensor argument;
+    outputs are returned as computed (float32 or `dtype`)."""
 
     def __init__(self, module: nn.Module, dtype: torch.dtype):
         super().__init__()
@@ -85,12 +68,10 @@ def cpp_compiler() -> Optional[str]:
 
 
 def compile_network(model: nn.Module) -> bool:
-    """Compile `model.backbone` and `model.sem_seg_head` with `torch.compile` (in place).
-
-    Compilation happens at the first call (tens of seconds for a ResNet-50 model) and again for
-    each new input shape, up to torch's recompilation limit, after which that module runs
-    eagerly. On a CPU inductor needs a C++ compiler; without one (`cpp_compiler`) the model is
-    left uncompiled and one warning says so. Returns whether it compiled.
+    """Compile `model.backbone` and `model.sem_seg_head` with `torch.compile` (in place), at the
+    first call and again for each new input shape. On a CPU inductor needs a C++ compiler;
+    without one the model is left uncompiled and one warning says so. Returns whether it
+    compiled.
     """
     needs_cpp = any(p.device.type == "cpu" for p in model.parameters())
     if needs_cpp and cpp_compiler() is None:
@@ -110,12 +91,8 @@ def compile_network(model: nn.Module) -> bool:
 
 
 def inference_precision(cfg, device_type: str) -> Optional[torch.dtype]:
-    """The autocast dtype of MODEL.MASK_FORMER.TEST.PRECISION for a model on `device_type`.
-
-    Raises:
-        ConfigValueError: an unknown value, or bfloat16 on a CPU without bfloat16 instructions
-            (`maskformer.utils.bfloat16`).
-    """
+    """The autocast dtype of MODEL.MASK_FORMER.TEST.PRECISION for a model on `device_type`;
+    `ConfigValueError` for an unknown value or bfloat16 on a CPU without bfloat16 instructions."""
     name = cfg.MODEL.MASK_FORMER.TEST.PRECISION
     if name not in PRECISIONS:
         raise ConfigValueError(
@@ -127,9 +104,8 @@ def inference_precision(cfg, device_type: str) -> Optional[torch.dtype]:
 
 
 def network_transforms_from_config(model: nn.Module, cfg) -> nn.Module:
-    """`run_in_precision` and `compile_network` as MODEL.MASK_FORMER.TEST.PRECISION
-    (`inference_precision`) and TEST.COMPILE say (the defaults, "float32" and False, leave the
-    model as it is)."""
+    """`run_in_precision` and `compile_network` as MODEL.MASK_FORMER.TEST.PRECISION and
+    TEST.COMPILE say."""
     device_type = next(model.parameters()).device.type
     run_in_precision(model, inference_precision(cfg, device_type))
     if cfg.MODEL.MASK_FORMER.TEST.COMPILE:

@@ -1,14 +1,7 @@
 """Per-pixel classification baselines of the paper (Sec. 4, "PerPixelBaseline" and "+").
 
-Both are Detectron2 sem-seg heads for the `SemanticSegmentor` meta-architecture: they take the
-backbone features, return per-class logits at the input resolution, and are trained with a
-per-pixel cross-entropy. They share MaskFormer's pixel decoder, so the comparison isolates
-per-pixel versus mask classification:
-
-- `PerPixelBaselineHead`: a 1x1 conv maps the per-pixel embeddings to K class logits.
-- `PerPixelBaselinePlusHead`: MaskFormer's transformer predictor without class prediction and
-  with K queries; query k's mask logits are the logits of class k (and every decoder layer gets
-  its own cross-entropy with deep supervision).
+Detectron2 sem-seg heads for `SemanticSegmentor`, trained with a per-pixel cross-entropy. They
+share MaskFormer's pixel decoder, so the comparison isolates per-pixel versus mask classification.
 
 Shapes: B images, K classes, E mask-embedding dim, H x W the input size (h x w = H/4 x W/4).
 """
@@ -70,9 +63,7 @@ class PerPixelBaselineHead(nn.Module):
         Args:
             pixel_decoder: backbone features -> (per-pixel embeddings (B, E, h, w), extras).
             predictor: per-pixel embeddings (B, E, h, w) -> class logits (B, K, h, w).
-            ignore_value: label of unlabelled pixels, excluded from the loss. `SemanticSegmentor`
-                also pads the targets with it.
-            loss_weight: factor of the cross-entropy.
+            ignore_value: label of unlabelled pixels, excluded from the loss.
         """
         super().__init__()
         self.pixel_decoder = pixel_decoder
@@ -106,14 +97,8 @@ class PerPixelBaselineHead(nn.Module):
     def forward(
         self, features: Dict[str, Tensor], targets: Optional[Tensor] = None
     ) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
-        """
-        Args:
-            features: backbone features by name.
-            targets: (B, H, W) int64 labels (training only), H x W the padded input size.
-        Returns:
-            (None, losses) in training; (logits (B, K, 4h, 4w), {}) at inference, which
-            `SemanticSegmentor` crops to each image and resizes to its output size.
-        """
+        """targets: (B, H, W) int64 labels (training only), H x W the padded input size. Returns
+        (None, losses) in training; (logits (B, K, 4h, 4w), {}) at inference."""
         logits, aux_logits = self.layers(features)
         if not self.training:
             return _upsample(logits), {}
@@ -141,7 +126,8 @@ class PerPixelBaselineHead(nn.Module):
 
 @SEM_SEG_HEADS_REGISTRY.register()
 class PerPixelBaselinePlusHead(PerPixelBaselineHead):
-    """Pixel decoder + transformer predictor with one query per class (no class prediction)."""
+    """Pixel decoder + transformer predictor with one query per class (no class prediction): query
+    k's mask logits are the logits of class k, every decoder layer with its own cross-entropy."""
 
     @configurable
     def __init__(
@@ -153,14 +139,8 @@ class PerPixelBaselinePlusHead(PerPixelBaselineHead):
         ignore_value: int,
         loss_weight: float = 1.0,
     ):
-        """
-        Args:
-            pixel_decoder, ignore_value, loss_weight: as in `PerPixelBaselineHead`.
-            predictor: (attended feature, per-pixel embeddings) -> {"pred_masks" (B, K, h, w),
-                "aux_outputs": earlier layers' {"pred_masks"} when training with deep
-                supervision}; a `TransformerPredictor(mask_classification=False)` with K queries.
-            transformer_in_feature: name of the feature the predictor attends to.
-        """
+        """`predictor`: a `TransformerPredictor(mask_classification=False)` with K queries,
+        attending to the feature `transformer_in_feature`; the rest as `PerPixelBaselineHead`."""
         super().__init__(
             pixel_decoder=pixel_decoder,
             predictor=predictor,

@@ -3,8 +3,6 @@
 Pure functions of one image's predictions, and `PostProcessing`, which applies them as the
 official MaskFormer does. Shapes: Q queries, K classes (the K + 1-th logit is "no object"),
 h x w the mask logits' size (stride 4), Hp x Wp the padded input, H x W the output, D detections.
-Faster computations of the same outputs (band by band, labels only) are in
-`inference_transforms`.
 """
 
 from __future__ import annotations
@@ -31,14 +29,8 @@ __all__ = [
 
 
 def semantic_inference(mask_cls: Tensor, mask_pred: Tensor) -> Tensor:
-    """Per-class score map: `sum_q p_q(c) * sigmoid(m_q)`.
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_pred: (Q, H, W) mask logits.
-    Returns:
-        (K, H, W) scores (not normalised; argmax over K gives the label map).
-    """
+    """(K, H, W) per-class scores `sum_q p_q(c) * sigmoid(m_q)` (not normalised) of mask_cls
+    (Q, K + 1) class logits and mask_pred (Q, H, W) mask logits."""
     probs = mask_cls.softmax(-1)[:, :-1]
     return torch.einsum("qc,qhw->chw", probs, mask_pred.sigmoid())
 
@@ -48,18 +40,9 @@ def semantic_labels(
     size: Optional[Tuple[int, int]] = None,
     max_chunk_bytes: int = 64 << 20,
 ) -> Tensor:
-    """(H, W) int64 class ids of one model output: the one reader of the semantic output, for
-    every consumer (evaluators, hooks, the predictor, tools).
-
-    A model gives "sem_seg" (K, h, w) scores or, transformed for inference
-    (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT), "sem_seg_labels" (h, w) class ids.
-
-    Args:
-        output: one image's output dict.
-        size: (H, W) of the labels; default (h, w). Scores are resized bilinearly and reduced
-            a band of at most `max_chunk_bytes` at a time (`resized_argmax`), labels by
-            nearest neighbour.
-    """
+    """(H, W) int64 class ids of one image's output ("sem_seg" (K, h, w) scores or
+    "sem_seg_labels" (h, w)): the one reader of the semantic output, for every consumer. `size`:
+    (H, W), default (h, w); scores are resized bilinearly (`resized_argmax`), labels nearest."""
     if "sem_seg_labels" in output:
         labels = output["sem_seg_labels"]
         return labels if size is None else nearest_resize(labels, size)
@@ -75,10 +58,8 @@ def semantic_labels(
 
 
 def kept_queries(mask_cls: Tensor, object_mask_threshold: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """Queries whose best class is a real one with probability above the threshold.
-
-    Returns (keep (Q,) bool, their scores (Q',), their classes (Q',)).
-    """
+    """Queries whose best class is a real one with probability above the threshold: keep (Q,)
+    bool, their scores (Q',) and classes (Q',)."""
     scores, labels = mask_cls.softmax(-1).max(-1)
     keep = labels.ne(mask_cls.shape[-1] - 1) & (scores > object_mask_threshold)
     return keep, scores[keep], labels[keep]
@@ -94,9 +75,8 @@ def paint_segments(
     """Turn the owner map of the kept queries into segments, visiting queries in order.
 
     Args:
-        owner: (H, W) int64, the kept query (index into `classes`) owning each pixel.
+        owner: (H, W) int64, the kept query (index into `classes` (Q',)) owning each pixel.
         original_area: (Q',) pixels where each kept query's mask probability is >= 0.5.
-        classes: (Q',) their classes.
     """
     visible_area = torch.bincount(owner.flatten(), minlength=len(classes)).tolist()
     original_area = original_area.tolist()
@@ -139,11 +119,8 @@ def panoptic_inference(
     segment; each thing query forms its own.
 
     Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_pred: (Q, H, W) mask logits at the output resolution.
+        mask_cls: (Q, K + 1) class logits; mask_pred: (Q, H, W) mask logits.
         thing_ids: contiguous ids (in [0, K)) of the thing classes; the rest are stuff.
-        object_mask_threshold: minimum class probability of a kept query.
-        overlap_threshold: minimum visible / own area of a kept segment.
     Returns:
         panoptic_seg: (H, W) int32, 0 = void, segments numbered from 1.
         segments_info: one dict per segment id in the map: "id", "isthing", "category_id".
@@ -174,9 +151,7 @@ def instance_inference(
     the mean mask probability inside that mask. Boxes are the masks' bounding boxes.
 
     Args:
-        mask_cls: (Q, K + 1) class logits.
-        mask_pred: (Q, H, W) mask logits at the output resolution.
-        max_detections: top-k over the Q x (number of candidate classes) pairs.
+        mask_cls: (Q, K + 1) class logits; mask_pred: (Q, H, W) mask logits.
         candidate_classes: contiguous ids that can be instances (the thing classes); None: all K.
         score_threshold: detections scoring at most this are dropped (after the top-k).
     Returns:
@@ -237,11 +212,7 @@ def masks_at_output(
 class PostProcessing(nn.Module):
     """One image's outputs from its class and mask logits, as the official MaskFormer computes
     them: the mask logits are upsampled to the padded input size, cropped to the image and
-    resized to the output size, then combined (`semantic_inference`, `panoptic_inference`,
-    `instance_inference`).
-
-    `inference_transforms` may replace it by one computing the same outputs at less memory.
-    """
+    resized to the output size, then combined."""
 
     def __init__(
         self,
@@ -257,13 +228,12 @@ class PostProcessing(nn.Module):
     ):
         """
         Args:
-            semantic_on, panoptic_on, instance_on: which outputs to produce (at least one).
             sem_seg_postprocess_before_inference: resize the mask logits to the output size
                 before combining them instead of resizing the combined K maps (always so for
                 panoptic and instance output).
-            object_mask_threshold, overlap_threshold: panoptic inference thresholds.
-            detections_per_image: instance output: top-k over (query, class) pairs.
-            instance_score_threshold: instance output: drop detections scoring at most this.
+            object_mask_threshold, overlap_threshold: as `panoptic_inference`'s.
+            detections_per_image, instance_score_threshold: as `instance_inference`'s
+                `max_detections`, `score_threshold`.
         """
         super().__init__()
         if not (semantic_on or panoptic_on or instance_on):
@@ -298,19 +268,10 @@ class PostProcessing(nn.Module):
         output_size: Tuple[int, int],
         thing_ids: Optional[Sequence[int]],
     ) -> Dict[str, object]:
-        """
-        Args:
-            mask_cls: (Q, K + 1) class logits.
-            mask_logits: (Q, h, w) mask logits of the padded input.
-            padded_size: (Hp, Wp); image_size: the image's region of it, from the top left.
-            output_size: (H, W) of the outputs.
-            thing_ids: contiguous ids of the thing classes; None if the dataset declares none
-                (panoptic output is then all stuff, and every class can be an instance).
-        Returns:
-            "sem_seg" (K, H, W) scores, "panoptic_seg" ((H, W) int32 ids, segments_info) and
-            "instances", as switched on.
-        """
-        # Upsampled to the padded input size (then cropped to the image and resized).
+        """mask_cls (Q, K + 1) and mask_logits (Q, h, w) of the padded input (Hp, Wp), whose top
+        left `image_size` is the image -> "sem_seg" (K, H, W), "panoptic_seg" ((H, W) int32 ids,
+        segments_info) and "instances", as switched on. `thing_ids` None: the dataset declares
+        none (panoptic output is then all stuff, and every class can be an instance)."""
         masks = F.interpolate(
             mask_logits[None], size=padded_size, mode="bilinear", align_corners=False
         )[0]

@@ -1,16 +1,8 @@
-"""Bilinear resampling of low-resolution maps to the output grid, one band of rows at a time.
+"""Bilinear resampling of low-resolution maps to the output grid, one band of rows at a time, so
+that consumers reducing over channels never hold a (C, H, W) tensor at the output resolution.
 
-At inference the official model upsamples the (Q, H/4, W/4) mask logits to the padded input size,
-crops the image region and (for panoptic output, or when asked) resizes it to the requested
-output size. `MapResampler` computes the same maps band by band, so that consumers which reduce
-over the channel dimension (the semantic combination, the panoptic owner map, a label map) never
-hold a (C, H, W) tensor at the output resolution.
-
-Bilinear resizing is separable: rows and columns are resampled independently. Rows go through
-"taps": output row i is `sum_t w[i, t] * x[idx[i, t]]`, the pad-crop-resize chain folded into one
-table (2 taps per row for one resize, 4 for two). Columns go through `F.interpolate` on the band,
-exactly the chain the official post-processing applies. The result equals the full computation
-up to float rounding (the sums are associated differently; tests pin 1e-6).
+Rows go through "taps" (output row i is `sum_t w[i, t] * x[idx[i, t]]`, the upsample-crop-resize
+chain folded into one table), columns through `F.interpolate` on the band.
 
 Shapes: C channels (queries or classes), h x w the low resolution, H x W the output.
 """
@@ -29,12 +21,9 @@ Taps = Tuple[Tensor, Tensor]  # (n_out, T) int64 source indices, (n_out, T) floa
 
 
 def bilinear_taps(in_size: int, out_size: int) -> Taps:
-    """1-D linear resampling of `F.interpolate(mode="bilinear", align_corners=False)`.
-
-    Output index i reads input `(i + 0.5) * in_size / out_size - 0.5`, clamped at 0, between its
-    two neighbours (the last input index repeats at the far border). Equal sizes are the identity.
-    Returns (out_size, 2) indices and weights.
-    """
+    """(out_size, 2) indices and weights of 1-D `F.interpolate(mode="bilinear",
+    align_corners=False)`: output i reads input `(i + 0.5) * in_size / out_size - 0.5`, clamped
+    at 0, between its two neighbours."""
     dst = torch.arange(out_size)
     if in_size == out_size:
         return torch.stack([dst, dst], 1), torch.tensor([[1.0, 0.0]]).expand(out_size, 2)
@@ -57,12 +46,9 @@ def chain_taps(first: Taps, second: Taps) -> Taps:
 
 
 class MapResampler:
-    """The official inference-time geometry of mask logits, as a band-by-band computation.
-
-    Maps of size (h, w) are upsampled to the padded batch size, cropped to the image size and,
-    if the output size differs, resized to it: `F.interpolate` then slicing then `F.interpolate`,
-    all bilinear with align_corners=False.
-    """
+    """The official inference-time geometry of mask logits, as a band-by-band computation: (h, w)
+    maps upsampled to the padded batch size, cropped to the image size and, if the output size
+    differs, resized to it (bilinear, align_corners=False)."""
 
     def __init__(
         self,
@@ -71,13 +57,7 @@ class MapResampler:
         image_size: Tuple[int, int],
         output_size: Tuple[int, int],
     ):
-        """
-        Args:
-            low_size: (h, w) of the maps to resample.
-            padded_size: (Hp, Wp) the maps cover (the padded batch).
-            image_size: (Hi, Wi) the image's region of the padded batch, from the top left.
-            output_size: (H, W) of the result.
-        """
+        """`image_size`: the image's region of `padded_size`, from the top left."""
         self.padded_size = tuple(int(s) for s in padded_size)
         self.image_size = tuple(int(s) for s in image_size)
         self.output_size = tuple(int(s) for s in output_size)
@@ -101,12 +81,8 @@ class MapResampler:
         return max(1, max_elements // max(1, channels * self.output_size[1]))
 
     def bands(self, x: Tensor, rows: int) -> Iterator[Tuple[int, int, Tensor]]:
-        """Yield (r0, r1, band): rows r0:r1 of the resampled (C, H, W) maps, as a new tensor.
-
-        Args:
-            x: (C, h, w) maps (float).
-            rows: rows per band.
-        """
+        """Yield (r0, r1, band): rows r0:r1 of the resampled (C, H, W) maps of x (C, h, w), as a
+        new tensor, `rows` rows per band."""
         # Rows are gathered band by band: index_select on a channels-last (strided) x would
         # copy all of x for every band.
         x = x.contiguous()

@@ -1,35 +1,6 @@
 """Sliding-window semantic inference: a built model run on overlapping windows of each image, its
-class scores averaged where windows overlap (mmsegmentation's "slide" test mode).
-
-`SlidingWindowInference` wraps a built model, as `SemanticSegmentorWithTTA` does: same call
-interface, same output keys. MODEL.MASK_FORMER.TEST.SLIDING_WINDOW turns it on for the predictor,
-the demo, --eval-only and test-time augmentation (`sliding_window_from_config`).
-
-The window grid (`window_grid`) is mmsegmentation's: along each dimension windows start `stride`
-apart and the last one is moved back to end at the image border (it may overlap its neighbour by
-more than the others do). An image shorter than a window along a dimension is run whole along it,
-without padding: padding would feed the network pixels that are not in the image, and this way
-an image no larger than a window is one window, computed exactly as without windows.
-
-Each window is run as an image of its own, its output asked for at the window size ("height",
-"width"). The windows' "sem_seg" (K, h, w) scores (MaskFormer's class-weighted mask
-probabilities; a per-pixel model's logits) are summed and divided by the number of windows
-covering each pixel; the averaged (K, H, W) scores are then brought to the output size as the
-plain model brings its own: a bilinear resize ("scores"), or `resized_argmax`'s band-by-band
-resize and argmax ("labels"). So one window covering the image gives the plain model's output bit
-for bit: "sem_seg" of the same model, and for labels the labels `semantic_labels` reads from it.
-(A model transformed to give labels itself, at the image's own size, reduces a differently
-ordered product: the same labels wherever the top two scores are further apart than rounding.)
-
-Memory. Rows of the averaged scores are final once every window covering them has run, so they
-are produced one window-row at a time (`averaged_rows`) from a (K, h, W) strip of sums. With
-`semantic_output="labels"` ("sem_seg_labels" (Ho, Wo) int64) the rows are reduced to labels as
-they come (`resized_labels`) and no (K, H, W) tensor exists: memory is one batch of windows
-through the model, the strip and one band of final rows (K, at most the stride, W) or the
-rows carried to the next strip (K, at most h - the stride, W), and the labels. The
-strip grows with the image's width, not its height: (K, H, W) scores would be H / h times as
-large. With "scores" the (K, Ho, Wo) output is itself the output (held at (K, H, W) first, as
-in the plain model).
+class scores averaged where windows overlap (mmsegmentation's "slide" test mode). The grid, the
+averaging, the output size and the memory: docs/sliding_window.md#what-is-computed.
 
 Shapes: K classes, C image channels, H x W the image (after the test resize), h x w a window (the
 window size, or the image's where that is smaller), Ho x Wo the output.
@@ -69,11 +40,7 @@ Size = Tuple[int, int]
 
 def window_starts(length: int, window: int, stride: int) -> List[int]:
     """Offsets of the windows along one dimension: `stride` apart from 0, the last one moved
-    back to end at `length` (0 alone if `window` >= `length`), strictly increasing.
-
-    Raises:
-        ValueError: `window` < 1, or `stride` not in [1, window] (windows would leave gaps).
-    """
+    back to end at `length` (0 alone if `window` >= `length`), strictly increasing."""
     if window < 1 or not 1 <= stride <= window:
         raise ValueError(f"window {window} and stride {stride}: expected 1 <= stride <= window")
     last = max(length - window, 0)
@@ -109,16 +76,10 @@ def coverage(length: int, starts: Sequence[int], window: int) -> Tensor:
 def averaged_rows(
     window_scores: Iterable[Tuple[int, int, Tensor]], grid: WindowGrid, image_size: Size
 ) -> Iterator[Tuple[int, Tensor]]:
-    """The average of overlapping windows' scores, a band of rows at a time, each band as soon as
-    no later window covers it; sums are held in one (K, h, W) strip of the current window-row.
-
-    Args:
-        window_scores: (y, x, (K, h, w) scores) of every window of `grid`, row by row (row-major).
-        image_size: (H, W).
-    Yields:
-        (r0, (K, r1 - r0, W) averaged scores of image rows r0:r1): consecutive bands from row 0
-        to H (one per window-row; a band is a new tensor: drop it before asking for the next).
-    """
+    """The average of the (y, x, (K, h, w) scores) of every window of `grid` (row-major), as
+    (r0, (K, r1 - r0, W) averaged scores of image rows r0:r1), consecutive from row 0 to H, each
+    band as soon as no later window covers it (a new tensor: drop it before asking for the next).
+    Sums are held in one (K, h, W) strip of the current window-row."""
     height, width = image_size
     h, w = grid.size
     row_count = coverage(height, grid.rows, h)
@@ -160,14 +121,9 @@ def resized_labels(
     output_size: Size,
     band_elements: int = BAND_ELEMENTS,
 ) -> Tensor:
-    """(Ho, Wo) int64 labels of (K, H, W) scores given as consecutive row bands: bit for bit
-    `resized_argmax(scores, output_size)` (the argmax where the sizes agree), holding only the
-    rows an output row still needs.
-
-    Args:
-        bands: (r0, (K, r1 - r0, W) scores of rows r0:r1), consecutive from row 0 to H.
-        band_elements: at most this many resized scores at a time.
-    """
+    """(Ho, Wo) int64 labels of (K, H, W) scores given as `averaged_rows`' bands: bit for bit
+    `resized_argmax(scores, output_size)`, holding only the rows an output row still needs;
+    at most `band_elements` resized scores at a time."""
     height, width = image_size
     out_h, out_w = output_size
     labels: Optional[Tensor] = None
@@ -208,8 +164,8 @@ def resized_labels(
 
 
 class SlidingWindowInference(nn.Module):
-    """Wraps a semantic segmentation model; same call interface, outputs averaged over
-    overlapping windows of each image (module docstring)."""
+    """Wraps a semantic segmentation model; same call interface and output keys, outputs averaged
+    over overlapping windows of each image."""
 
     def __init__(
         self,
@@ -223,11 +179,9 @@ class SlidingWindowInference(nn.Module):
         """
         Args:
             model: inputs [{"image", "height", "width"}] -> [{"sem_seg": (K, height, width)}].
-            window_size: (h, w) of a window.
             stride: (rows, cols) between window starts, each from 1 to the window's.
-            windows_per_batch: windows per model call (of one size: no padding differences).
             semantic_output: "scores" ("sem_seg" (K, Ho, Wo)) or "labels" ("sem_seg_labels"
-                (Ho, Wo) int64, their argmax, without (K, H, W) scores).
+                (Ho, Wo) int64, their argmax).
         """
         super().__init__()
         if (
@@ -308,13 +262,8 @@ class SlidingWindowInference(nn.Module):
 
 
 def check_sliding_window(cfg) -> Optional[Tuple[Size, Size]]:
-    """MODEL.MASK_FORMER.TEST.SLIDING_WINDOW's (SIZE, STRIDE), or None if SIZE is [] (off).
-
-    Raises:
-        ConfigValueError: a SIZE or STRIDE that is not [h, w] of positive integers with STRIDE at
-            most SIZE, STRIDE without SIZE, or outputs windows cannot give: panoptic or instance
-            output, or SEMANTIC_OUTPUT "low_res_labels".
-    """
+    """MODEL.MASK_FORMER.TEST.SLIDING_WINDOW's (SIZE, STRIDE), or None if SIZE is [] (off);
+    raises `ConfigValueError` for invalid keys or outputs windows cannot give."""
     test = cfg.MODEL.MASK_FORMER.TEST
     size, stride = list(test.SLIDING_WINDOW.SIZE), list(test.SLIDING_WINDOW.STRIDE)
     if not size:
@@ -357,13 +306,8 @@ def check_sliding_window(cfg) -> Optional[Tuple[Size, Size]]:
 
 def sliding_window_from_config(model: nn.Module, cfg, *, semantic_output: str) -> nn.Module:
     """`model` in a `SlidingWindowInference` as MODEL.MASK_FORMER.TEST.SLIDING_WINDOW says, with
-    TEST.IMS_PER_BATCH windows per model call and `semantic_output`; `model` itself if SIZE is
-    [] or it already is one. `model` must give "sem_seg" scores (its own semantic output
-    "scores").
-
-    Raises:
-        ConfigValueError: as `check_sliding_window`.
-    """
+    TEST.IMS_PER_BATCH windows per call; `model` itself if SIZE is [] or it already is one.
+    `model` must give "sem_seg" scores. Raises `ConfigValueError` as `check_sliding_window`."""
     options = check_sliding_window(cfg)
     if options is None or isinstance(model, SlidingWindowInference):
         return model

@@ -1,10 +1,7 @@
-"""Test-time augmentation for semantic segmentation: multi-scale and horizontal flip.
+"""Test-time augmentation for semantic segmentation: multi-scale and horizontal flip (TEST.AUG).
 
-Each test image is resized to every short side of `TEST.AUG.MIN_SIZES` (long side at most
-`TEST.AUG.MAX_SIZE`), and also flipped if `TEST.AUG.FLIP`; the model's per-class scores of every
-copy, already at the original resolution, are un-flipped and averaged. Works with any model that
-returns [{"sem_seg": (K, height, width)}] for inputs carrying "height" and "width": MaskFormer
-(class-weighted mask probabilities) and Detectron2's SemanticSegmentor (logits).
+The model's per-class scores of every copy, already at the original resolution, are un-flipped
+and averaged.
 """
 
 from __future__ import annotations
@@ -28,8 +25,8 @@ class SemanticSegmentorWithTTA(nn.Module):
         """
         Args:
             model: inputs [{"image", "height", "width"}] -> [{"sem_seg": (K, height, width)}].
-            tta_mapper: a test input dict -> its augmented copies, each with "image" and the
-                "transforms" that made it from the input (Detectron2's `DatasetMapperTTA`).
+            tta_mapper: a test input dict -> its augmented copies with their "transforms"
+                (Detectron2's `DatasetMapperTTA`).
         """
         super().__init__()
         self.model = model

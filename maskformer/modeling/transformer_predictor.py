@@ -1,9 +1,5 @@
 """Transformer predictor (paper Sec. 3.3, "transformer module" and "segmentation module").
 
-N learned queries attend to an image feature through a DETR decoder; each decoder output becomes
-a class prediction over K + 1 (the last is "no object") and a mask embedding whose dot product
-with the per-pixel embeddings gives the mask logits.
-
 Shapes: B images, Q queries, K classes, L decoder layers, C hidden dim, E mask-embedding dim,
 H x W the per-pixel embedding size (stride 4).
 """
@@ -22,9 +18,9 @@ from .layers import MLP, PositionEmbeddingSine, Transformer
 
 
 class TransformerPredictor(nn.Module):
-    """The paper's transformer module and segmentation module: Q learned queries decode an image
-    feature into per-query class logits and mask embeddings; the mask logits are the dot
-    products of the mask embeddings with the per-pixel embeddings."""
+    """Q learned queries decode an image feature through a DETR decoder into per-query class
+    logits over K + 1 (the last is "no object") and mask embeddings; the mask logits are their
+    dot products with the per-pixel embeddings."""
 
     @configurable
     def __init__(
@@ -50,12 +46,7 @@ class TransformerPredictor(nn.Module):
             in_channels: channels of the feature the decoder attends to.
             mask_classification: predict a class per query; False gives per-query masks only
                 (the per-pixel baseline+, where query i is class i).
-            num_classes: K, not counting "no object".
-            hidden_dim, nheads, dropout, dim_feedforward, enc_layers, dec_layers, pre_norm:
-                the transformer's shape.
-            num_queries: Q.
             deep_supervision: also return every intermediate layer's predictions.
-            mask_dim: E, channels of the per-pixel embeddings.
             enforce_input_project: add the 1x1 input projection even if in_channels == hidden_dim.
         """
         super().__init__()
@@ -103,15 +94,9 @@ class TransformerPredictor(nn.Module):
         }
 
     def forward(self, x: Tensor, mask_features: Tensor) -> Dict[str, object]:
-        """
-        Args:
-            x: (B, in_channels, h, w) the feature to attend to.
-            mask_features: (B, E, H, W) per-pixel embeddings.
-        Returns:
-            dict with "pred_masks" (B, Q, H, W) mask logits, "pred_logits" (B, Q, K + 1) class
-            logits if `mask_classification`, and, when training with deep supervision,
-            "aux_outputs": a list of L - 1 such dicts for the earlier decoder layers.
-        """
+        """x: (B, in_channels, h, w) the feature to attend to; mask_features: (B, E, H, W).
+        Returns "pred_masks" (B, Q, H, W), "pred_logits" (B, Q, K + 1) if `mask_classification`,
+        and, when training with deep supervision, "aux_outputs": L - 1 such dicts."""
         hs = self.decode(x)
         # One einsum for all layers: (L, B, Q, E) x (B, E, H, W) -> (L, B, Q, H, W).
         masks = torch.einsum("lbqe,behw->lbqhw", self.mask_embed(hs), mask_features)

@@ -16,13 +16,8 @@ def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
 
 
 def freeze_(module: nn.Module) -> nn.Module:
-    """Freeze `module` in place and return it.
-
-    Its parameters get `requires_grad=False` (so Detectron2's optimizer parameter groups leave
-    them out and DDP does not synchronise them), and it stays in eval mode whatever
-    `train()` its parents receive: BatchNorm uses and keeps its running statistics, dropout and
-    stochastic depth are off.
-    """
+    """Freeze `module` in place and return it: `requires_grad=False` (so the optimizer and DDP
+    leave its parameters out), and eval mode whatever `train()` its parents receive."""
     module.requires_grad_(False)
     for m in module.modules():
         # An instance attribute shadows nn.Module.train for this module only.

@@ -1,10 +1,5 @@
-"""Pretrained 3-channel first convolutions for inputs of C != 3 channels (multispectral, depth).
-
-The rule (timm's `adapt_input_conv`, so timm backbones loaded from MODEL.TIMM.PRETRAINED_WEIGHTS
-and any backbone loaded from MODEL.WEIGHTS are adapted alike): for C = 1 the filter is the sum
-of the R, G, B filters (a grey image then gives the response its RGB version gave); otherwise
-channel i gets the filter of RGB channel i mod 3 (R, G, B, R, G, ...), all scaled by 3 / C, which
-keeps the first layer's activations at the scale the pretrained network expects.
+"""Pretrained 3-channel first convolutions for inputs of C != 3 channels (multispectral, depth),
+adapted by timm's `adapt_input_conv` as timm adapts its own weights (the rule: docs/configs.md).
 """
 
 from __future__ import annotations
@@ -23,16 +18,9 @@ logger = logging.getLogger(__name__)
 def adapt_input_convs(
     state: Dict[str, Tensor], model_state: Mapping[str, Tensor], path: str = "checkpoint"
 ) -> List[str]:
-    """Adapt, in place, every convolution weight of `state` pretrained on 3 input channels
-    whose model counterpart takes C != 3 (same output channels and kernel).
-
-    Args:
-        state: the checkpoint's weights, in the model's names.
-        model_state: the model's state dict (for the shapes).
-        path: the file, for the log line.
-    Returns:
-        the adapted keys (each also logged).
-    """
+    """Adapt, in place, every convolution weight of `state` (the checkpoint's weights, in the
+    model's names) pretrained on 3 input channels whose counterpart in `model_state` takes
+    C != 3 (same output channels and kernel). Returns the adapted keys (each also logged)."""
     adapted = []
     for key, value in state.items():
         target = model_state.get(key)

@@ -1,14 +1,8 @@
 """Swin Transformer (Liu et al., ICCV 2021) as a Detectron2 backbone.
 
-Hierarchical windowed self-attention: a 4x4 patch embedding, then four stages of transformer
-blocks that attend within non-overlapping w x w windows, every other block with the windows
-shifted by w // 2 so information crosses window borders; between stages, 2x2 patch merging halves
-the resolution and doubles the width. The output of stage i, before merging and after its own
-LayerNorm `norm{i}`, is the feature `res{i + 2}` (stride 4 * 2**i).
-
-Module and parameter names follow the official MaskFormer checkpoints (`patch_embed`,
-`layers.{i}.blocks.{j}.attn.qkv`, `layers.{i}.downsample.reduction`, `norm{i}`, ...), so official
-and converted ImageNet weights load by name.
+The output of stage i, before patch merging and after its own LayerNorm `norm{i}`, is the
+feature `res{i + 2}` (stride 4 * 2**i). Module and parameter names follow the official MaskFormer
+checkpoints, so official and converted ImageNet weights load by name.
 
 Shapes: B images, H x W a stage's token grid, C its width, w the window size, N = w * w tokens per
 window, nW windows per image, nH attention heads.
@@ -151,12 +145,8 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
 
     def forward(self, x: Tensor, hw: Tuple[int, int], mask: Optional[Tensor]) -> Tensor:
-        """
-        Args:
-            x: (B, H * W, C) tokens.
-            hw: (H, W).
-            mask: the stage's shifted-window mask for the padded grid (used if this block shifts).
-        """
+        """x: (B, H * W, C) tokens of an (H, W) = `hw` grid; mask: the stage's shifted-window mask
+        for the padded grid (used if this block shifts)."""
         h, w = hw
         b, _, c = x.shape
         shortcut = x
@@ -279,12 +269,9 @@ class PatchEmbed(nn.Module):
 
 @BACKBONE_REGISTRY.register()
 class D2SwinTransformer(Backbone):
-    """Swin Transformer returning the per-stage features `res2`..`res5` (strides 4 to 32).
-
-    Accepts any input size: the input is padded to a multiple of the patch size and every stage
-    pads its grid to a multiple of the window size internally; outputs are cropped back, so
-    `res{i + 2}` has size ceil(H / 4 / 2**i) x ceil(W / 4 / 2**i).
-    """
+    """Swin Transformer returning the per-stage features `res2`..`res5` (strides 4 to 32), of
+    any input size: padded internally and cropped back, `res{i + 2}` is ceil(H / 4 / 2**i) x
+    ceil(W / 4 / 2**i)."""
 
     @configurable
     def __init__(
@@ -310,22 +297,11 @@ class D2SwinTransformer(Backbone):
     ):
         """
         Args:
-            in_chans: input channels.
             pretrain_img_size: image size of the pre-training; sets the grid of the absolute
-                position embedding (only with `ape`).
-            patch_size: p, the stride of the patch embedding.
+                position embedding (only with `ape`, a learned absolute position embedding).
             embed_dim: C of the first stage; stage i has C * 2**i channels.
-            depths, num_heads: blocks and attention heads per stage.
-            window_size: w.
-            mlp_ratio: MLP hidden width / block width.
-            qkv_bias: learn a bias for q, k, v.
             qk_scale: attention scale; None for head_dim ** -0.5.
-            drop_rate, attn_drop_rate: dropout after the embedding / projections, and of the
-                attention weights.
             drop_path_rate: stochastic depth of the last block; it grows linearly from 0.
-            ape: add a learned absolute position embedding to the patch embedding.
-            patch_norm: LayerNorm after the patch embedding.
-            out_features: subset of "res2".."res5" to return.
             use_checkpoint: gradient checkpointing of every block (less memory, ~1 extra forward).
         """
         super().__init__()
@@ -424,14 +400,6 @@ class D2SwinTransformer(Backbone):
                 outs[name] = out.view(-1, *hw, out.shape[-1]).permute(0, 3, 1, 2).contiguous()
             hw = next_hw
         return outs
-
-    def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {
-            n: ShapeSpec(
-                channels=self._out_feature_channels[n], stride=self._out_feature_strides[n]
-            )
-            for n in self._out_features
-        }
 
     @property
     def size_divisibility(self) -> int:

@@ -1,19 +1,8 @@
 """Any timm model that gives feature maps, as a Detectron2 backbone with `res2`..`res5` outputs.
 
-`MODEL.BACKBONE.NAME: build_timm_backbone` with `MODEL.TIMM.NAME` a timm model name. Feature maps
-are named by stride (stride 2**k -> "res{k}"), so MaskFormer's pixel decoders and the configs'
-`IN_FEATURES: ["res2", "res3", "res4", "res5"]` work unchanged:
-
-- a multi-scale model (ConvNeXt, ResNet, EfficientNet, Swin, ...) gives its stages of stride 4,
-  8, 16, 32 (`TimmBackbone`);
-- a single-scale model (a plain ViT: one stride-16 map) gets Detectron2's ViTDet adapter,
-  `SimpleFeaturePyramid`, which builds the stride 4..32 maps from its last block
-  (`TimmSimpleFeaturePyramid`).
-
-Nothing is downloaded: models are created with random weights, and
-`MODEL.TIMM.PRETRAINED_WEIGHTS` names a local file loaded by timm's own loader (which adapts
-position embeddings and, for an input of C != 3 channels, the first convolution by
-`timm.models.adapt_input_conv`; see `maskformer.modeling.backbone.input_channels`).
+Feature maps are named by stride (stride 2**k -> "res{k}"), so MaskFormer's pixel decoders work
+unchanged; a single-scale model (a plain ViT) gets Detectron2's ViTDet `SimpleFeaturePyramid`.
+The MODEL.TIMM keys: docs/configs.md. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -50,11 +39,8 @@ _TIMM_ERRORS = (RuntimeError, AssertionError, NotImplementedError, TypeError, Ke
 
 
 def parse_timm_kwargs(items: Sequence[str]) -> Dict[str, Any]:
-    """["img_size=512", "drop_path_rate=0.1"] -> {"img_size": 512, "drop_path_rate": 0.1}.
-
-    Values are Python literals (numbers, booleans, strings in quotes, tuples, None); a bare word
-    that is not a literal is taken as a string.
-    """
+    """["img_size=512", "drop_path_rate=0.1"] -> {"img_size": 512, "drop_path_rate": 0.1}:
+    values are Python literals, or else strings."""
     kwargs: Dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -78,13 +64,8 @@ def _refusal(name: str, reason: str) -> ValueError:
 
 
 def _default_out_indices(feature_info: Sequence[Dict[str, Any]]) -> List[int]:
-    """Indices of the features of stride 4, 8, 16, 32 (the last one of each stride); for a
-    single-scale model (all features of one stride), its last one.
-
-    Args:
-        feature_info: a timm model's `feature_info`, one {"reduction", "num_chs", ...} per
-            feature it can give, in `out_indices` order.
-    """
+    """Indices into a timm model's `feature_info` of the features of stride 4, 8, 16, 32 (the
+    last one of each stride); for a single-scale model, its last one."""
     reductions = [f["reduction"] for f in feature_info]
     if len(set(reductions)) == 1:
         return [len(reductions) - 1]
@@ -103,16 +84,10 @@ def create_timm_features(
     """`timm.create_model(name, features_only=True, ...)`, with errors that say what to change.
 
     Args:
-        name: a timm model name.
-        in_chans: input channels C.
         out_indices: timm feature indices; empty for the stride 4..32 stages (or, for a
             single-scale model, its last block).
         pretrained_weights: a local weight file in the full model's layout ("" for random
-            weights). Nothing is downloaded.
-        model_kwargs: further keyword arguments of the timm model (img_size, drop_path_rate, ...).
-    Raises:
-        ValueError: naming the model, when timm does not know it or cannot give its features.
-        FileNotFoundError: `pretrained_weights` does not exist.
+            weights).
     """
     kwargs = dict(model_kwargs or {}, features_only=True, in_chans=in_chans, pretrained=False)
     if pretrained_weights:
@@ -147,12 +122,7 @@ def create_timm_features(
         out_indices = _default_out_indices(info)
     model = create(out_indices)
     if pretrained_weights:
-        adapted = (
-            f"; its first convolution adapted from 3 to {in_chans} input channels "
-            "(timm's adapt_input_conv)"
-            if in_chans != 3
-            else ""
-        )
+        adapted = f", first convolution adapted to {in_chans} channels" if in_chans != 3 else ""
         logger.info(f"Loaded timm '{name}' weights from {pretrained_weights}{adapted}")
     return model
 
@@ -165,16 +135,10 @@ class TimmBackbone(Backbone):
     """A timm `features_only` model whose feature maps are named by stride ("res2" = stride 4).
 
     Input (B, C, H, W), H and W multiples of `size_divisibility`; output {"res{k}": (B, C_k,
-    H / 2**k, W / 2**k)}.
+    H / 2**k, W / 2**k)}. `name`: the timm model name, for messages.
     """
 
     def __init__(self, features: nn.Module, *, name: str = ""):
-        """
-        Args:
-            features: a timm `features_only` model (its `feature_info` gives the channels and
-                strides of its outputs, in order).
-            name: the timm model name, for messages.
-        """
         super().__init__()
         self.features = features
         info = features.feature_info
@@ -262,13 +226,8 @@ def build_timm_backbone(
     pyramid_norm: str = "LN",
 ) -> Backbone:
     """`MODEL.BACKBONE.NAME: build_timm_backbone`: `TimmBackbone` for a multi-scale timm
-    model, `TimmSimpleFeaturePyramid` around a single-scale one (a ViT).
-
-    Args:
-        name, in_chans, out_indices, pretrained_weights, model_kwargs: `create_timm_features`.
-        pyramid_channels, pyramid_norm: width and normalisation of the pyramid of a
-            single-scale model.
-    """
+    model, `TimmSimpleFeaturePyramid` (of `pyramid_channels`, `pyramid_norm`) around a
+    single-scale one (a ViT). Other arguments: `create_timm_features`."""
     features = create_timm_features(
         name,
         in_chans=in_chans,

@@ -10,12 +10,9 @@ from torch import Tensor, nn
 
 
 class PositionEmbeddingSine(nn.Module):
-    """Sine/cosine encoding of the (y, x) position of every pixel.
-
-    The first `num_pos_feats` channels encode y and the next `num_pos_feats` encode x, each as
-    interleaved sin/cos pairs at geometrically spaced frequencies. With `normalize`, positions are
-    scaled to (0, 2*pi] so the encoding does not depend on the feature map size.
-    """
+    """Sine/cosine encoding of the (y, x) position of every pixel: `num_pos_feats` channels for
+    y, then as many for x. With `normalize`, positions are scaled to (0, 2*pi] so the encoding
+    does not depend on the feature map size."""
 
     def __init__(
         self,
@@ -33,13 +30,8 @@ class PositionEmbeddingSine(nn.Module):
         self.scale = 2 * math.pi if scale is None else scale
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """
-        Args:
-            x: (B, C, H, W) feature map; only its shape, device and dtype are used.
-            mask: optional (B, H, W) bool, True at padded pixels.
-        Returns:
-            (B, 2 * num_pos_feats, H, W) encoding in x's dtype.
-        """
+        """x: (B, C, H, W), only its shape, device and dtype used; mask: optional (B, H, W) bool,
+        True at padded pixels. Returns (B, 2 * num_pos_feats, H, W) in x's dtype."""
         b, _, h, w = x.shape
         if mask is None:
             # Positions are 1..H and 1..W: the cumulative sum of an all-valid mask.

@@ -137,11 +137,8 @@ class TransformerEncoder(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    """Decoder layers followed by a shared LayerNorm.
-
-    With `return_intermediate`, the normalised output of every layer is returned (deep
-    supervision); otherwise only the last one.
-    """
+    """Decoder layers followed by a shared LayerNorm; with `return_intermediate`, the normalised
+    output of every layer is returned (deep supervision), otherwise only the last one."""
 
     def __init__(
         self,
@@ -209,14 +206,9 @@ class Transformer(nn.Module):
         _reset_parameters(self)
 
     def forward(self, src: Tensor, query_embed: Tensor, pos_embed: Tensor) -> Tuple[Tensor, Tensor]:
-        """
-        Args:
-            src: (B, C, H, W) image features.
-            query_embed: (Q, C) learned query positions.
-            pos_embed: (B, C, H, W) position encoding of `src`.
-        Returns:
-            hs: (L, B, Q, C) decoder outputs; memory: (B, C, H, W) encoder output.
-        """
+        """src, pos_embed: (B, C, H, W) image features and their position encoding; query_embed:
+        (Q, C) learned query positions. Returns decoder outputs (L, B, Q, C) and the encoder
+        output (B, C, H, W)."""
         b, c, h, w = src.shape
         src = src.flatten(2).permute(2, 0, 1)
         pos_embed = pos_embed.flatten(2).permute(2, 0, 1)

@@ -10,11 +10,8 @@ from torch import nn
 
 PIXEL_DECODER_REGISTRY = Registry("PIXEL_DECODER")
 PIXEL_DECODER_REGISTRY.__doc__ = """
-Pixel decoders of MaskFormer, selected by `MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME`.
-
-A pixel decoder is built as `cls(cfg, input_shape)` and its forward maps the backbone features
-to `(mask_features, extra_features)`: per-pixel embeddings (B, MASK_DIM, H/4, W/4) and a dict of
-named features it computed that the transformer predictor may attend to.
+Pixel decoders of MaskFormer, selected by `MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME`, built as
+`cls(cfg, input_shape)`; forward as `BasePixelDecoder.forward`.
 """
 
 

@@ -1,10 +1,8 @@
 """FPN-style pixel decoders (paper Sec. 3.3, "pixel-level module").
 
-The decoder walks the backbone features from the coarsest (res5) to the finest (res2): the
-coarsest goes through `layer_4`, and each finer level adds its 1x1 `adapter_i` projection to the
-nearest-upsampled running output before a 3x3 `layer_i`. A final 3x3 conv, `mask_features`,
-gives the per-pixel embeddings at stride 4. Index i = 1 is res2 and i = 4 is res5, as in the
-official checkpoints.
+From the coarsest feature (res5, `layer_4`) to the finest (res2): each finer level adds its 1x1
+`adapter_i` projection to the nearest-upsampled running output before a 3x3 `layer_i`; i = 1 is
+res2 and i = 4 is res5, as in the official checkpoints.
 """
 
 from __future__ import annotations
@@ -39,11 +37,8 @@ class BasePixelDecoder(nn.Module):
         """
         Args:
             input_shape: shapes of the backbone features to use, any order.
-            conv_dim: channels of the FPN layers.
-            mask_dim: channels of the per-pixel embeddings.
             norm: normalisation of the FPN convs ("" for none, then the convs have a bias).
             top_in_channels: channels entering `layer_4`; default: those of the coarsest feature.
-                Subclasses that transform the coarsest feature first set this.
         """
         super().__init__()
         shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
@@ -93,13 +88,8 @@ class BasePixelDecoder(nn.Module):
         return getattr(self, f"layer_{len(self.in_features)}")(x), {}
 
     def forward(self, features: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """
-        Args:
-            features: backbone features by name, at least `self.in_features`.
-        Returns:
-            mask_features: (B, mask_dim, H4, W4) per-pixel embeddings at the finest stride.
-            extra: named intermediate features (e.g. "transformer_encoder"), possibly empty.
-        """
+        """Backbone features by name -> per-pixel embeddings (B, mask_dim, H4, W4) at the finest
+        stride, and named extra features (e.g. "transformer_encoder"), possibly none."""
         y, extra = self._top(features[self.in_features[-1]])
         for i in range(len(self.in_features) - 1, 0, -1):  # coarse to fine
             cur = getattr(self, f"adapter_{i}")(features[self.in_features[i - 1]])
@@ -111,11 +101,8 @@ class BasePixelDecoder(nn.Module):
 
 @PIXEL_DECODER_REGISTRY.register()
 class TransformerEncoderPixelDecoder(BasePixelDecoder):
-    """`BasePixelDecoder` whose coarsest level first goes through a transformer encoder.
-
-    The encoder output is also returned as the extra feature "transformer_encoder", which the
-    predictor attends to when `TRANSFORMER_IN_FEATURE` names it (the paper's "+6 Enc" models).
-    """
+    """`BasePixelDecoder` whose coarsest level first goes through a transformer encoder, whose
+    output is also the extra feature "transformer_encoder" (the paper's "+6 Enc" models)."""
 
     @configurable
     def __init__(
