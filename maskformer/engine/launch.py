@@ -23,7 +23,6 @@ from ..checkpoint import (
     CheckpointError,
     MaskFormerCheckpointer,
     UntrainedModelError,
-    check_trained,
     check_weights,
 )
 from ..config import ConfigValueError, UnsafeConfigError, get_maskformer_cfg
@@ -222,7 +221,6 @@ def load_for_evaluation(cfg, resume: bool) -> nn.Module:
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
     if checkpointer.last_report is None:
         raise UntrainedModelError(_NO_WEIGHTS + (_NO_CHECKPOINT.format(cfg) if resume else ""))
-    check_trained(checkpointer.last_report)
     semantic_output = evaluation_semantic_output(cfg)
     # Windows are averaged from their scores; the wrapper gives the output evaluation reads.
     windowed = bool(cfg.MODEL.MASK_FORMER.TEST.SLIDING_WINDOW.SIZE)
