@@ -68,15 +68,21 @@ def without_duplicate_final_checkpoint(trainer_hooks: list) -> list:
     return out
 
 
+def _segment_classes(ids: np.ndarray, segments: Sequence[Dict]) -> np.ndarray:
+    """(H, W) class ids of an (H, W) panoptic id map whose segments' "category_id" `segments`
+    lists by "id" (-1 where no segment is listed: unlabeled or no prediction). Ids may be as
+    large as COCO's RGB-coded ones."""
+    present, index = np.unique(ids, return_inverse=True)
+    category = {s["id"]: s["category_id"] for s in segments}
+    return np.array([category.get(int(i), -1) for i in present])[index].reshape(ids.shape)
+
+
 def _predicted_classes(output: Dict) -> np.ndarray:
     """(H, W) class ids of a model output: semantic if there, else panoptic (-1: no segment)."""
     if "sem_seg_labels" in output or "sem_seg" in output:
         return semantic_labels(output).cpu().numpy()
     ids, segments = output["panoptic_seg"]
-    table = np.full(max([s["id"] for s in segments], default=0) + 1, -1)
-    for s in segments:
-        table[s["id"]] = s["category_id"]
-    return table[ids.cpu().numpy()]
+    return _segment_classes(ids.cpu().numpy(), segments)
 
 
 def _ground_truth_classes(record: Dict) -> Optional[np.ndarray]:
@@ -85,10 +91,7 @@ def _ground_truth_classes(record: Dict) -> Optional[np.ndarray]:
         return read_label_map(record["sem_seg_file_name"]).astype(np.int64)
     if "pan_seg_file_name" in record:
         ids = rgb_to_panoptic_ids(read_label_map(record["pan_seg_file_name"]))
-        classes = np.full(ids.shape, -1)
-        for s in record["segments_info"]:
-            classes[ids == s["id"]] = s["category_id"]
-        return classes
+        return _segment_classes(ids, record["segments_info"])
     return None
 
 

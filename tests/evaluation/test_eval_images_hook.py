@@ -12,6 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from maskformer.data.io import read_image
+from maskformer.engine.hooks import _segment_classes
 from maskformer.evaluation.reports import overlay_panels
 from tests.engine.test_train_net import _trainer
 
@@ -29,6 +30,18 @@ def test_overlay_panels_by_hand():
     np.testing.assert_array_equal(panels[1, 2], [100, 100, 100])  # ignore label: not drawn
     np.testing.assert_array_equal(panels[1, 3], [100, 100, 100])
     np.testing.assert_array_equal(panels[0, 4], [150, 50, 100])
+
+
+def test_segment_classes_by_hand():
+    # A COCO-style RGB-coded id (far beyond the segment count), an unlabeled 0, and a segment
+    # id with no entry in the list.
+    big = 255 * 256 * 256 + 3
+    ids = np.array([[0, big], [7, big]])
+    segments = [{"id": big, "category_id": 12}, {"id": 5, "category_id": 2}]
+    np.testing.assert_array_equal(_segment_classes(ids, segments), [[-1, 12], [-1, 12]])
+    ids = np.array([[1, 2], [2, 0]])
+    segments = [{"id": 1, "category_id": 0}, {"id": 2, "category_id": 4}]
+    np.testing.assert_array_equal(_segment_classes(ids, segments), [[0, 4], [4, -1]])
 
 
 @pytest.mark.slow
