@@ -27,6 +27,7 @@ from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from tools.benchmarks.options import add_run_options  # noqa: E402
 from tools.benchmarks.paths import PATHS  # noqa: E402
 
 
@@ -43,13 +44,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--compare-official", metavar="CHECKOUT", help="add the official model")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     p.add_argument("--size", type=int, default=512, help="square input side (default 512)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config KEY VALUE pairs")
+    add_run_options(p, warmup=2, iters=10)
     args = p.parse_args(argv)
     if args.compare_official and "official" not in args.paths:
         args.paths.insert(0, "official")

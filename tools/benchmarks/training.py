@@ -25,6 +25,8 @@ from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from tools.benchmarks.options import add_run_options  # noqa: E402
+
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -32,15 +34,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=512, help="square input side (default 512)")
     p.add_argument("--batch", type=int, default=2, help="images per step (default 2)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=7)
     p.add_argument("--step-memory", action="store_true", help="profile one step (slow)")
     p.add_argument("--compare-official", metavar="CHECKOUT", help="measure the official model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config KEY VALUE pairs")
+    add_run_options(p, warmup=3, iters=7)
     return p.parse_args(argv)
 
 
