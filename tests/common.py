@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import time
+from pathlib import Path
 from typing import List, Optional
 
 import torch
@@ -124,3 +127,13 @@ def assert_same_labels(labels: torch.Tensor, scores: torch.Tensor, tol: float) -
     top2 = scores.topk(2, dim=0).values
     decided = (top2[0] - top2[1]) > 2 * tol
     assert torch.equal(labels[decided], scores.argmax(0)[decided])
+
+
+def wait_for_first_checkpoint(proc: subprocess.Popen, output_dir: Path, timeout: float = 300):
+    """Return once the training run `proc` has tagged a checkpoint in `output_dir`; fail if it
+    exits first or takes longer than `timeout` seconds."""
+    deadline = time.time() + timeout
+    while not (output_dir / "last_checkpoint").exists():
+        assert proc.poll() is None, "training exited before its first checkpoint"
+        assert time.time() < deadline, f"no checkpoint after {timeout:.0f} s"
+        time.sleep(0.02)

@@ -37,7 +37,7 @@ from maskformer.data.datasets.quickstart_panoptic import (
 from maskformer.data.io import panoptic_ids_to_rgb
 from maskformer.engine import build_config, load_for_evaluation
 from maskformer.modeling.criterion import SetCriterion, num_masks_across_processes
-from tests.common import REPO_ROOT, randomize_
+from tests.common import REPO_ROOT, randomize_, wait_for_first_checkpoint
 from tests.engine.test_train_net import QUICKSTART, TINY
 from tests.engine.test_train_net_panoptic import PANOPTIC
 from tests.engine.test_train_net_panoptic import TINY as PANOPTIC_TINY
@@ -329,11 +329,7 @@ def test_killed_two_process_run_resumes_exactly(published_run, tmp_path):
         start_new_session=True,  # the parent and its 2 workers: one group to kill
     )
     try:
-        deadline = time.time() + 300
-        while not (killed / "last_checkpoint").exists():
-            assert proc.poll() is None, "training exited before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint after 5 minutes"
-            time.sleep(0.02)
+        wait_for_first_checkpoint(proc, killed)
         assert proc.poll() is None, "training ended before it could be killed"
     finally:
         left = _kill_group(proc)

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from detectron2.engine import HookBase
 
 import train_net
-from tests.common import REPO_ROOT, tiny_cfg
+from tests.common import REPO_ROOT, tiny_cfg, wait_for_first_checkpoint
 
 QUICKSTART = "quickstart/maskformer_R18_quickstart.yaml"
 # Small enough for a few seconds per run on 2 CPU cores.
@@ -113,11 +112,7 @@ def test_killed_run_resumes_exactly(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 300
-        while not (killed / "last_checkpoint").exists():
-            assert proc.poll() is None, "training exited before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint after 5 minutes"
-            time.sleep(0.02)
+        wait_for_first_checkpoint(proc, killed)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
